@@ -1,0 +1,5 @@
+"""``python -m spotfill``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Writing results into AnnData the scverse way (``layers[key]`` + ``uns[key]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ._version import __version__
+
+__all__ = ["h5ad_safe", "store_result"]
+
+
+def h5ad_safe(value: Any) -> Any:
+    """Convert ``value`` into something ``write_h5ad`` stores (str, numbers, bools, lists, arrays, dicts).
+
+    ``None`` becomes the string ``"None"``; tuples become lists; unknown objects their ``repr``.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, bool | int | float | str | np.integer | np.floating | np.bool_):
+        return value
+    if isinstance(value, np.ndarray):
+        return value if value.dtype.kind in "biufU" else value.astype(str)
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [h5ad_safe(v) for v in value]
+        if all(isinstance(v, bool | int | float | np.number) for v in items):
+            return np.asarray(items)
+        return [str(v) for v in items]
+    return repr(value)
+
+
+def store_result(
+    adata: AnnData,
+    values: np.ndarray | sp.spmatrix,
+    *,
+    key_added: str,
+    method: str,
+    params: Mapping[str, Any],
+    layer: str | None = None,
+    connectivity_key: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``values`` to ``adata.layers[key_added]`` and describe it in ``adata.uns[key_added]``."""
+    if values.shape != adata.shape:
+        msg = f"result has shape {values.shape}, expected {adata.shape}"
+        raise ValueError(msg)
+    adata.layers[key_added] = values
+    info = {
+        "method": method,
+        "params": h5ad_safe(dict(params)),
+        "layer": h5ad_safe(layer),
+        "connectivity_key": h5ad_safe(connectivity_key),
+        "version": __version__,
+    }
+    if extra:
+        info.update(h5ad_safe(dict(extra)))
+    adata.uns[key_added] = info

@@ -1,0 +1,25 @@
+"""Exceptions raised for problems a user can fix.
+
+Every error that reaches a user names what is wrong and how to fix it. The command line turns
+:class:`SpotfillError` (and the standard ``FileNotFoundError``) into a one-line message and exit
+code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError", "SpotfillError", "UnknownMethodError"]
+
+
+class SpotfillError(ValueError):
+    """Base class for errors caused by the user's input or options."""
+
+
+class InputError(SpotfillError):
+    """The data are unusable as given (missing coordinates, bad counts, duplicate names, ...)."""
+
+
+class UnknownMethodError(SpotfillError, KeyError):
+    """A method name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,145 @@
+"""Input checks shared by every entry point.
+
+The checks run once, at the public boundary, and raise :class:`~spotfill._errors.InputError`
+with a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._errors import InputError
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = [
+    "as_csr",
+    "check_counts",
+    "check_coords",
+    "check_unique_names",
+    "get_counts",
+    "get_coords",
+]
+
+
+def as_csr(X, *, dtype=np.float32) -> sp.csr_matrix:
+    """Return ``X`` as a canonical CSR matrix (sorted indices, no explicit zeros, no duplicates).
+
+    A dense array is converted; a sparse matrix is copied only when needed.
+    """
+    if sp.issparse(X):
+        M = sp.csr_matrix(X, dtype=dtype, copy=False)
+        if M is X:
+            M = M.copy()
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            msg = f"expected a 2-D spots x genes matrix, got an array of shape {arr.shape}."
+            raise InputError(msg)
+        M = sp.csr_matrix(arr.astype(dtype, copy=False))
+    M.sum_duplicates()
+    M.eliminate_zeros()
+    M.sort_indices()
+    return M
+
+
+def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_matrix:
+    """Validate a count matrix and return it as canonical float32 CSR.
+
+    Parameters
+    ----------
+    X
+        Spots x genes matrix, dense or sparse.
+    require_integer
+        Raise when values are not whole numbers (counts are required).
+    name
+        How to call the matrix in error messages (for example ``"layers['counts']"``).
+
+    Raises
+    ------
+    InputError
+        Empty matrix, NaN or infinite values, negative values, or non-integer values when
+        ``require_integer``.
+    """
+    if X is None:
+        msg = f"{name} is missing: store raw counts in adata.X or name a layer with layer=."
+        raise InputError(msg)
+    shape = X.shape
+    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
+        msg = f"{name} is empty (shape {tuple(shape)}): load a matrix with at least one spot and one gene."
+        raise InputError(msg)
+    M = as_csr(X, dtype=np.float32)
+    data = M.data
+    if not np.all(np.isfinite(data)):
+        n_bad = int(np.sum(~np.isfinite(data)))
+        msg = f"{name} contains {n_bad} NaN or infinite values: replace them (e.g. with 0) before imputing."
+        raise InputError(msg)
+    if data.size and data.min() < 0:
+        msg = (
+            f"{name} contains negative values (min {data.min():g}): spotfill needs raw counts, "
+            "not centred, scaled or log-ratio data. Pass the raw counts (layer= to pick a layer)."
+        )
+        raise InputError(msg)
+    if require_integer and data.size and not np.all(data == np.round(data)):
+        msg = (
+            f"{name} contains non-integer values: spotfill needs raw counts, not normalised or "
+            "log-transformed data. Pass the raw counts (layer= to pick a layer), or round them if they are "
+            "expected counts from another tool."
+        )
+        raise InputError(msg)
+    return M
+
+
+def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: bool = True) -> sp.csr_matrix:
+    """Fetch and validate the count matrix of ``adata`` (``X`` or ``layers[layer]``)."""
+    if layer is None:
+        X, name = adata.X, "adata.X"
+    else:
+        if layer not in adata.layers:
+            msg = f"layer {layer!r} not found; available layers: {sorted(adata.layers)}. Use layer=None for adata.X."
+            raise InputError(msg)
+        X, name = adata.layers[layer], f"adata.layers[{layer!r}]"
+    check_unique_names(adata)
+    return check_counts(X, require_integer=require_integer, name=name)
+
+
+def check_unique_names(adata: AnnData) -> None:
+    """Raise when spot or gene names repeat."""
+    for axis, names, fix in (
+        ("spot", adata.obs_names, "adata.obs_names_make_unique()"),
+        ("gene", adata.var_names, "adata.var_names_make_unique()"),
+    ):
+        if not names.is_unique:
+            dup = names[names.duplicated()].unique()[:3].tolist()
+            msg = f"duplicate {axis} names (e.g. {dup}): make them unique first, e.g. with {fix}."
+            raise InputError(msg)
+
+
+def check_coords(coords, n_obs: int | None = None, *, name: str = "coordinates") -> np.ndarray:
+    """Validate an ``(n_spots, 2 or 3)`` coordinate array and return it as float64."""
+    arr = np.asarray(coords, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] not in (2, 3):
+        msg = f"{name} must have shape (n_spots, 2) or (n_spots, 3), got {arr.shape}."
+        raise InputError(msg)
+    if n_obs is not None and arr.shape[0] != n_obs:
+        msg = f"{name} has {arr.shape[0]} rows but the data have {n_obs} spots."
+        raise InputError(msg)
+    if not np.all(np.isfinite(arr)):
+        msg = f"{name} contain NaN or infinite values: drop those spots or fix their positions."
+        raise InputError(msg)
+    return arr
+
+
+def get_coords(adata: AnnData, spatial_key: str = "spatial") -> np.ndarray:
+    """Return ``adata.obsm[spatial_key]`` validated, or raise a helpful error when absent."""
+    if spatial_key not in adata.obsm:
+        msg = (
+            f"no spot coordinates: adata.obsm[{spatial_key!r}] is missing. Store an (n_spots, 2) array of "
+            "x/y positions there (readers for Space Ranger and ST folders do it for you)."
+        )
+        raise InputError(msg)
+    return check_coords(adata.obsm[spatial_key], adata.n_obs, name=f"adata.obsm[{spatial_key!r}]")

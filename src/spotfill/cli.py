@@ -1,0 +1,190 @@
+"""The ``spotfill`` command line: parse, call the public API, write. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import SpotfillError
+from ._version import __version__
+
+__all__ = ["main"]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            msg = f"--param expects KEY=VALUE, got {item!r}."
+            raise SpotfillError(msg)
+        params[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return params
+
+
+def _read_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if getattr(args, "transpose", False):
+        opts["transpose"] = True
+    if getattr(args, "coords", None):
+        opts["coords"] = args.coords
+    return opts
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import read, summarize
+
+    adata = read(args.path, **_read_options(args))
+    for key, value in summarize(adata, path=args.path).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
+    from .methods import list_methods
+
+    table = list_methods()
+    width = max(len(n) for n in table["name"]) + 2
+    for row in table.itertuples():
+        print(f"{row.name:<{width}}{row.family:<14}{row.description}")
+        if row.key_params:
+            print(f"{'':<{width}}{'':<14}params: {row.key_params}")
+    return 0
+
+
+def _cmd_impute(args: argparse.Namespace) -> int:
+    from .io import read, write
+    from .methods import impute
+
+    adata = read(args.input, **_read_options(args))
+    params = _parse_params(args.param)
+    impute(
+        adata,
+        args.method,
+        layer=args.layer,
+        key_added=args.key_added,
+        seed=args.seed,
+        device=args.device,
+        **params,
+    )
+    write(adata, args.output, overwrite=args.overwrite, layer=args.export_layer)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .datasets import run_demo
+
+    for line in run_demo(out=Path(args.out), method=args.method, seed=args.seed):
+        print(line)
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_benchmark
+
+    run_benchmark(
+        args.data,
+        protocols=[p.strip() for p in args.protocol.split(",") if p.strip()],
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
+        out=args.out,
+        isolate=not args.in_process,
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .plotting import report
+
+    report(args.results, data=args.data, out=args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``spotfill`` command."""
+    parser = argparse.ArgumentParser(
+        prog="spotfill", description="Spatially aware imputation and denoising of spatial transcriptomics counts."
+    )
+    parser.add_argument("--version", action="version", version=f"spotfill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_read_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--transpose", action="store_true", help="generic tables: rows are genes, columns spots")
+        p.add_argument("--coords", help="generic tables: a CSV/TSV of spot coordinates (spot, x, y)")
+
+    p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
+    p.add_argument("path")
+    add_read_options(p)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("methods", help="list the available imputation methods")
+    p.set_defaults(func=_cmd_methods)
+
+    p = sub.add_parser("impute", help="impute a dataset and write an .h5ad (or a CSV of the result layer)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--method", default=None, help="method name (default: the recommended method)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    p.add_argument("--key-added", default=None, help="output layer name (default imputed_<method>)")
+    p.add_argument("--layer", default=None, help="input layer with raw counts (default X)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output file")
+    p.add_argument("--export-layer", default=None, help="for a .csv output: the layer to export")
+    add_read_options(p)
+    p.set_defaults(func=_cmd_impute)
+
+    p = sub.add_parser("demo", help="run the default method on the bundled mouse olfactory bulb data")
+    p.add_argument("--out", default="spotfill_demo", help="output folder")
+    p.add_argument("--method", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("benchmark", help="score methods with the BENCHMARK.md protocols")
+    p.add_argument("data", nargs="+", help=".h5ad files (or 'synthetic:N_SPOTSxN_GENES')")
+    p.add_argument("--protocol", default="p1", help="comma-separated: p1,p2,p3,p4,p5")
+    p.add_argument("--methods", required=True, help="comma-separated names or module:function callables")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--out", default="results.csv")
+    p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
+    p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")
+    p.add_argument("results")
+    p.add_argument("--data", nargs="*", default=None, help=".h5ad files for spatial maps and P4 panels")
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 for a user error, with a one-line message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (SpotfillError, FileNotFoundError, IsADirectoryError, FileExistsError) as err:
+        msg = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
+        print(f"spotfill: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The estimator contract every imputation method follows.
+
+Methods are scikit-learn style estimators: ``__init__`` only stores its arguments, ``fit`` learns
+from a spots x genes count matrix and returns ``self``, learned state ends in ``_``, and
+``transform`` returns imputed values on the input's count scale (expected counts per spot).
+
+``mask`` marks entries the method must not see (the benchmark's held-out entries). They are treated
+as unobserved zeros everywhere: in training, in validation and at prediction time. The base class
+applies the mask once, in :meth:`BaseImputer.fit`, so subclasses only ever see the masked matrix.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._errors import InputError
+from .._validation import as_csr, check_coords, check_counts
+
+__all__ = ["BaseImputer", "apply_mask"]
+
+
+def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
+    """Return a copy of ``X`` with the entries marked in ``mask`` set to zero (and eliminated).
+
+    Parameters
+    ----------
+    X
+        Canonical CSR counts.
+    mask
+        ``None``, a boolean dense array, or a sparse matrix of the same shape whose stored non-zero
+        entries are the masked positions.
+    """
+    if mask is None:
+        return X
+    if mask.shape != X.shape:
+        msg = f"mask has shape {mask.shape} but the data have shape {X.shape}."
+        raise InputError(msg)
+    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(np.asarray(mask, dtype=bool))
+    M = M.astype(bool)
+    keep = X.multiply(M) if M.nnz else None
+    if keep is None or keep.nnz == 0:
+        return X
+    out = (X - X.multiply(M)).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out.astype(np.float32)
+
+
+class BaseImputer:
+    """Base class of spotfill's imputation estimators.
+
+    Subclasses implement :meth:`_fit` (learn from the masked counts) and :meth:`_predict` (return
+    the imputed matrix on the count scale). Class attributes describe the method for the registry
+    and the AnnData front end.
+    """
+
+    #: Whether observed (non-zero, unmasked) entries are returned unchanged.
+    keeps_observed: ClassVar[bool] = False
+    #: Whether the method uses a spatial neighbour graph (passed as ``graph=``).
+    uses_graph: ClassVar[bool] = False
+    #: Whether the method uses spot coordinates (passed as ``coords=``).
+    uses_coords: ClassVar[bool] = False
+
+    # --- scikit-learn style parameter handling -------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002 - sklearn signature
+        """Return the constructor parameters of this estimator."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> BaseImputer:
+        """Set constructor parameters; unknown names raise a clear error."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                msg = f"{type(self).__name__} has no parameter {key!r}; valid parameters: {sorted(valid)}."
+                raise InputError(msg)
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- public API ----------------------------------------------------------------------------
+    def fit(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None) -> BaseImputer:
+        """Learn from counts ``X`` (spots x genes), never looking at entries marked in ``mask``.
+
+        Parameters
+        ----------
+        X
+            Raw counts, dense or sparse, spots x genes.
+        graph
+            Spatial neighbour graph (spots x spots, sparse), e.g.
+            ``adata.obsp['spatial_connectivities']``. Required by graph-based methods.
+        coords
+            Spot coordinates ``(n_spots, 2)``. Required by coordinate-based methods.
+        mask
+            Entries the method may not use (boolean, same shape as ``X``).
+
+        Returns
+        -------
+        The fitted estimator.
+        """
+        Xc = check_counts(X, require_integer=False)
+        Xc = apply_mask(Xc, mask)
+        n_obs = Xc.shape[0]
+        if graph is not None:
+            if graph.shape != (n_obs, n_obs):
+                msg = f"graph has shape {graph.shape}, expected ({n_obs}, {n_obs}) to match the spots."
+                raise InputError(msg)
+            graph = sp.csr_matrix(graph, dtype=np.float64)
+        elif self.uses_graph and coords is None:
+            msg = (
+                f"{type(self).__name__} needs a spatial neighbour graph: pass graph= (for AnnData, run "
+                "spotfill.spatial_neighbors(adata) first) or coords=."
+            )
+            raise InputError(msg)
+        if coords is not None:
+            coords = check_coords(coords, n_obs)
+        elif self.uses_coords:
+            msg = f"{type(self).__name__} needs spot coordinates: pass coords= (adata.obsm['spatial'])."
+            raise InputError(msg)
+        if self.uses_graph and graph is None:
+            from ..graph import knn_graph
+
+            graph = knn_graph(coords, n_neighs=6)
+        self.n_obs_, self.n_vars_ = Xc.shape
+        self.mask_ = None if mask is None else (mask if sp.issparse(mask) else sp.csr_matrix(np.asarray(mask)))
+        self._fit(Xc, graph=graph, coords=coords)
+        self._X_fit = Xc
+        return self
+
+    def transform(self, X=None) -> np.ndarray | sp.csr_matrix:
+        """Return imputed values (count scale) for the fitted spots.
+
+        Parameters
+        ----------
+        X
+            The counts the model was fitted on (or ``None`` to reuse them). The fitted mask is
+            applied again, so masked entries stay unseen at prediction time.
+        """
+        self._check_fitted()
+        if X is None:
+            Xc = self._X_fit
+        else:
+            Xc = check_counts(X, require_integer=False)
+            if Xc.shape != (self.n_obs_, self.n_vars_):
+                msg = (
+                    f"transform got shape {Xc.shape} but the model was fitted on {(self.n_obs_, self.n_vars_)}: "
+                    "spotfill methods are transductive, pass the fitted data."
+                )
+                raise InputError(msg)
+            Xc = apply_mask(Xc, self.mask_)
+        return self._predict(Xc)
+
+    def fit_transform(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None):
+        """Fit, then return the imputed matrix (see :meth:`fit` and :meth:`transform`)."""
+        return self.fit(X, graph=graph, coords=coords, mask=mask).transform()
+
+    # --- for subclasses ------------------------------------------------------------------------
+    def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _predict(self, X: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_obs_"):
+            msg = f"this {type(self).__name__} is not fitted yet: call fit(X) first."
+            raise RuntimeError(msg)

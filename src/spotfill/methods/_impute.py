@@ -1,0 +1,133 @@
+"""The AnnData front end: ``spotfill.impute``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._anndata import store_result
+from .._errors import InputError
+from .._logging import logger
+from .._validation import get_coords, get_counts
+from ._base import BaseImputer
+from ._registry import get_method, make_method
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = ["DEFAULT_METHOD", "impute"]
+
+#: The method ``impute`` uses when none is named.
+DEFAULT_METHOD = "spotfill"
+
+
+def _resolve_default() -> str:
+    from ._registry import _REGISTRY, _ensure_loaded
+
+    _ensure_loaded()
+    return DEFAULT_METHOD if DEFAULT_METHOD in _REGISTRY else "spatial_knn"
+
+
+def impute(
+    adata: AnnData,
+    method: str | BaseImputer | None = None,
+    *,
+    layer: str | None = None,
+    key_added: str | None = None,
+    connectivity_key: str = "spatial_connectivities",
+    spatial_key: str = "spatial",
+    mask=None,
+    seed: int = 0,
+    device: str = "auto",
+    copy: bool = False,
+    **params: Any,
+) -> AnnData | None:
+    """Impute and denoise the counts of ``adata`` with a spatially aware method.
+
+    Parameters
+    ----------
+    adata
+        Spots x genes, raw counts in ``X`` (or ``layers[layer]``), coordinates in
+        ``obsm[spatial_key]``.
+    method
+        A registered method name (see :func:`spotfill.list_methods`) or an estimator instance.
+        ``None`` uses the recommended default.
+    layer
+        Layer holding the raw counts; ``None`` reads ``adata.X``.
+    key_added
+        Name of the output layer and ``uns`` entry; defaults to ``"imputed_<method>"``.
+    connectivity_key
+        Key in ``adata.obsp`` of the spatial graph for graph-based methods. Built with
+        :func:`spotfill.spatial_neighbors` (default settings) when missing.
+    spatial_key
+        Key in ``adata.obsm`` of the coordinates.
+    mask
+        Entries the method may not see (boolean, spots x genes), e.g. held-out entries.
+    seed
+        Random seed, passed to methods with random steps.
+    device
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``, for torch methods.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    **params
+        Method parameters (see :func:`spotfill.list_methods`).
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``. Writes
+
+    ``adata.layers[key_added]``
+        Imputed expected counts, spots x genes (``X`` is never modified).
+    ``adata.uns[key_added]``
+        ``method``, ``params``, ``layer``, ``connectivity_key``, ``version`` and ``seconds``.
+    """
+    if copy:
+        adata = adata.copy()
+    X = get_counts(adata, layer, require_integer=False)
+    if method is None:
+        method = _resolve_default()
+    if isinstance(method, BaseImputer):
+        if params:
+            method.set_params(**params)
+        est, name = method, type(method).__name__.lower()
+    elif isinstance(method, str):
+        spec = get_method(method)
+        est = make_method(method, seed=seed, device=device, **params)
+        name = spec.name
+    else:
+        msg = f"method must be a registered name or an estimator instance, got {type(method).__name__}."
+        raise InputError(msg)
+    key_added = key_added or f"imputed_{name}"
+
+    graph = coords = None
+    if est.uses_graph:
+        if connectivity_key not in adata.obsp:
+            from ..graph import spatial_neighbors
+
+            logger.info("no adata.obsp[%r]: building a spatial graph with default settings", connectivity_key)
+            spatial_neighbors(adata, spatial_key=spatial_key)
+            connectivity_key = "spatial_connectivities"
+        graph = adata.obsp[connectivity_key]
+    if est.uses_coords:
+        coords = get_coords(adata, spatial_key)
+
+    t0 = time.perf_counter()
+    Y = est.fit_transform(X, graph=graph, coords=coords, mask=mask)
+    seconds = time.perf_counter() - t0
+    if not sp.issparse(Y):
+        Y = np.asarray(Y, dtype=np.float32)
+    logger.info("imputed %d x %d with %s in %.1f s", *adata.shape, name, seconds)
+    store_result(
+        adata,
+        Y,
+        key_added=key_added,
+        method=name,
+        params=est.get_params(),
+        layer=layer,
+        connectivity_key=connectivity_key if est.uses_graph else None,
+        extra={"seconds": float(seconds)},
+    )
+    return adata if copy else None

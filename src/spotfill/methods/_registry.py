@@ -1,0 +1,98 @@
+"""The method registry: one name per method or preset, used by ``impute``, the CLI and the benchmark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .._errors import UnknownMethodError
+from ._base import BaseImputer
+
+__all__ = ["MethodSpec", "get_method", "list_methods", "make_method", "register"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: the estimator class plus preset parameters."""
+
+    name: str
+    cls: type[BaseImputer]
+    family: str
+    description: str
+    key_params: tuple[str, ...] = ()
+    preset: Mapping[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    description: str,
+    key_params: tuple[str, ...] = (),
+    preset: Mapping[str, Any] | None = None,
+) -> Callable[[type[BaseImputer]], type[BaseImputer]]:
+    """Class decorator (or plain call with ``register(...)(cls)``) adding a method to the registry."""
+
+    def deco(cls: type[BaseImputer]) -> type[BaseImputer]:
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            msg = f"method name {name!r} is already registered"
+            raise ValueError(msg)
+        _REGISTRY[name] = MethodSpec(name, cls, family, description, tuple(key_params), dict(preset or {}))
+        return cls
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # importing the package's method modules runs their @register decorators
+    from . import _load_all  # noqa: F401
+
+
+def get_method(name: str) -> MethodSpec:
+    """Look up a registered method by name."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        msg = f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))} (see spotfill.list_methods())."
+        raise UnknownMethodError(msg) from None
+
+
+def make_method(name: str, **params: Any) -> BaseImputer:
+    """Build the estimator registered as ``name``; ``params`` override the preset's parameters.
+
+    Parameters that the estimator does not take raise a clear error, except ``seed`` and ``device``,
+    which are passed only to estimators that accept them.
+    """
+    spec = get_method(name)
+    valid = set(spec.cls._param_names())
+    kwargs = dict(spec.preset)
+    for key in ("seed", "device"):
+        if key in params and key not in valid:
+            params.pop(key)
+    kwargs.update(params)
+    est = spec.cls.__new__(spec.cls)
+    BaseImputer.set_params(est, **{k: v for k, v in kwargs.items() if k not in valid})  # raises on unknown
+    return spec.cls(**kwargs)
+
+
+def list_methods() -> pd.DataFrame:
+    """Return a table of the registered methods: name, family, description and key parameters."""
+    _ensure_loaded()
+    rows = [
+        {
+            "name": s.name,
+            "family": s.family,
+            "description": s.description,
+            "key_params": ", ".join(s.key_params),
+            "keeps_observed": s.cls.keeps_observed,
+        }
+        for s in _REGISTRY.values()
+    ]
+    return pd.DataFrame(rows, columns=["name", "family", "description", "key_params", "keeps_observed"])
