@@ -31,6 +31,17 @@ def _resolve_default() -> str:
     return DEFAULT_METHOD if DEFAULT_METHOD in _REGISTRY else "spatial_knn"
 
 
+def _instance_name(est: BaseImputer) -> str:
+    """Registered name of an estimator's class (its first preset-free registration), else the class name."""
+    from ._registry import _REGISTRY, _ensure_loaded
+
+    _ensure_loaded()
+    for spec in _REGISTRY.values():
+        if spec.cls is type(est) and not spec.preset:
+            return spec.name
+    return type(est).__name__.lower()
+
+
 def impute(
     adata: AnnData,
     method: str | BaseImputer | None = None,
@@ -53,7 +64,8 @@ def impute(
         Spots x genes, raw counts in ``X`` (or ``layers[layer]``), coordinates in
         ``obsm[spatial_key]``.
     method
-        A registered method name (see :func:`spotfill.list_methods`) or an estimator instance.
+        A registered method name (see :func:`spotfill.list_methods`) or an estimator instance
+        (used as given: ``seed`` and ``device`` are not applied to it, ``**params`` are set on it).
         ``None`` uses the recommended default.
     layer
         Layer holding the raw counts; ``None`` reads ``adata.X``.
@@ -92,7 +104,7 @@ def impute(
     if isinstance(method, BaseImputer):
         if params:
             method.set_params(**params)
-        est, name = method, type(method).__name__.lower()
+        est, name = method, _instance_name(method)
     elif isinstance(method, str):
         spec = get_method(method)
         est = make_method(method, seed=seed, device=device, **params)

@@ -1,0 +1,210 @@
+"""The one reader: detect the format, read, check once at the boundary."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+from anndata import AnnData
+
+from .._errors import InputError
+from .._validation import check_counts, check_unique_names, get_coords
+from ._h5ad import read_h5ad
+from ._st import looks_like_st, read_st
+from ._table import attach_coords, is_table, read_table
+from ._visium import find_spaceranger, read_visium
+
+__all__ = ["Format", "detect_format", "read"]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["auto", "h5ad", "visium", "st", "table"]
+
+SUPPORTED = (
+    ".h5ad files, 10x Space Ranger output folders (Visium / Visium HD bins), original ST count tables "
+    "(.tsv[.gz] with 'XxY' spot names) and CSV/TSV count tables with coords="
+)
+
+# reader options accepted through **options, per format
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "h5ad": (),
+    "visium": ("genome", "gex_only", "prefix"),
+    "st": (),
+    "table": ("sep",),
+}
+
+
+def detect_format(path: Path, *, coords: object = None) -> Literal["h5ad", "visium", "st", "table"]:
+    """Guess the format of ``path`` (which must exist) from its name and, for tables, its first column.
+
+    A table is an ST count table when its spot names look like ``XxY`` and no ``coords=`` is given.
+    """
+    if path.is_dir() or path.suffix.lower() == ".h5":
+        if find_spaceranger(path) is not None:
+            return "visium"
+    elif path.suffix.lower() == ".h5ad":
+        return "h5ad"
+    elif is_table(path):
+        if coords is None and looks_like_st(path):
+            return "st"
+        return "table"
+    msg = f"cannot detect the format of {path}; supported: {SUPPORTED}. Pass format= to choose one."
+    raise InputError(msg)
+
+
+def read(
+    path: str | os.PathLike[str],
+    *,
+    format: Format = "auto",  # noqa: A002 - the natural name, as in pandas/anndata readers
+    transpose: bool = False,
+    coords: str | os.PathLike[str] | None = None,
+    selection: str | os.PathLike[str] | Literal[False] | None = None,
+    validate: bool = True,
+    **options: object,
+) -> AnnData:
+    """Read spatial transcriptomics counts and spot positions into an :class:`~anndata.AnnData`.
+
+    Parameters
+    ----------
+    path
+        One of
+
+        - an ``.h5ad`` file, read as stored (names are never renamed);
+        - a 10x Space Ranger output folder, or its parent holding ``outs/``, or the matrix ``.h5``
+          inside it (Visium; a Visium HD ``binned_outputs/square_008um/`` folder has the same layout):
+          ``filtered_feature_bc_matrix.h5`` or the ``filtered_feature_bc_matrix/`` folder, plus
+          ``spatial/tissue_positions.csv``, ``tissue_positions_list.csv`` or ``tissue_positions.parquet``
+          (the last needs pyarrow). Only in-tissue spots are kept; gene symbols become the
+          ``var_names``, made unique as scanpy does (``var['gene_ids']`` keeps the Ensembl ids);
+        - an original ST pipeline count table (``.tsv[.gz]``, rows = spots named ``XxY``,
+          columns = genes), with its ``*_selection.tsv`` spot file when found;
+        - a generic CSV/TSV count table (spots x genes, first column the spot names) plus ``coords=``.
+    format
+        The format of ``path``; ``"auto"`` detects it from the name and, for tables, from the spot names.
+    transpose
+        Generic tables only: the rows are genes and the columns spots.
+    coords
+        A CSV/TSV of spot positions: first column the spot name, columns ``x`` and ``y``, optionally
+        ``array_row`` and ``array_col``. Required for generic tables; for ``.h5ad`` files it replaces
+        ``obsm['spatial']``. Spots without a position are dropped with a warning.
+    selection
+        ST tables only: the spot selection file (columns ``x``, ``y``, ``new_x``, ``new_y``, ``pixel_x``,
+        ``pixel_y``, ``selected``). ``None`` looks for ``<sample>_selection.tsv`` next to the table, in its
+        parent folder and in the parent's sub-folders; ``False`` ignores any.
+    validate
+        Check the result (raise :class:`~spotfill.InputError` for an empty matrix, NaN or negative
+        counts, repeated spot or gene names, or missing coordinates; log a warning for non-integer
+        values).
+    **options
+        Format-specific options: ``genome``, ``gex_only``, ``prefix`` (Space Ranger, passed to scanpy's
+        10x readers); ``sep`` (generic tables, guessed by default).
+
+    Returns
+    -------
+    The data, with raw counts in ``X`` (CSR float32 for every format but ``.h5ad``, read as stored) and
+
+    - ``obsm['spatial']``: ``(n_spots, 2)`` positions as ``(x, y)``: full-resolution image pixels
+      ``(pxl_col_in_fullres, pxl_row_in_fullres)`` for Space Ranger, ``(pixel_x, pixel_y)`` for ST with a
+      selection file, the ``(x, y)`` of the spot names for ST without one, the ``x, y`` of ``coords``;
+    - ``obs['array_row']``, ``obs['array_col']`` (int): the grid position where the format has one
+      (for ST: ``array_col = x``, ``array_row = y``);
+    - ``uns['spotfill_io']``: ``{'format': ..., 'path': <absolute path>}`` (plus ``selection`` for ST and
+      ``coords`` when given), which :func:`spotfill.io.write` uses to protect the input file.
+
+    Raises
+    ------
+    InputError
+        The path does not exist, its format is not recognised, or (``validate=True``) the data are unusable.
+    """
+    src = Path(path).expanduser()
+    if not src.exists():
+        msg = f"{src} does not exist: check the path."
+        raise InputError(msg)
+    if format not in get_args(Format):
+        msg = f"unknown format {format!r}; choose one of {', '.join(get_args(Format))}."
+        raise InputError(msg)
+    fmt = detect_format(src, coords=coords) if format == "auto" else format
+    _check_options(fmt, transpose=transpose, coords=coords, selection=selection, options=options)
+
+    if fmt == "h5ad":
+        if not src.is_file():
+            msg = f"{src} is not a file: format='h5ad' needs an .h5ad file."
+            raise InputError(msg)
+        adata = read_h5ad(src)
+        if coords is not None:
+            adata = attach_coords(adata, Path(coords))
+    elif fmt == "visium":
+        files = find_spaceranger(src)
+        if files is None:
+            msg = (
+                f"{src} is not a Space Ranger output: expected filtered_feature_bc_matrix(.h5) and "
+                "spatial/tissue_positions.csv in it or in its outs/ folder."
+            )
+            raise InputError(msg)
+        adata = read_visium(files, **options)
+    elif fmt == "st":
+        adata = read_st(src, selection=selection)
+    else:
+        adata = read_table(src, transpose=transpose, coords=coords, sep=options.get("sep"))  # type: ignore[arg-type]
+
+    info = {"format": fmt, "path": str(src.resolve())}
+    previous = adata.uns.get("spotfill_io")
+    if fmt != "h5ad" and isinstance(previous, dict):
+        info.update({str(k): str(v) for k, v in previous.items()})  # extra details from the reader
+    if coords is not None:
+        info["coords"] = str(Path(coords).resolve())
+    adata.uns["spotfill_io"] = info
+    if validate:
+        _validate(adata, src, fmt)
+    logger.info("read %s (%s): %d spots x %d genes", src, fmt, adata.n_obs, adata.n_vars)
+    return adata
+
+
+def _check_options(fmt: str, *, transpose: bool, coords: object, selection: object, options: dict[str, object]) -> None:
+    if transpose and fmt != "table":
+        msg = f"transpose=True applies to generic count tables only, not to format {fmt!r}."
+        raise InputError(msg)
+    if coords is not None and fmt not in ("table", "h5ad"):
+        msg = f"coords= applies to generic tables and .h5ad files; format {fmt!r} brings its own positions."
+        raise InputError(msg)
+    if selection is not None and fmt != "st":
+        msg = f"selection= applies to ST count tables only, not to format {fmt!r}."
+        raise InputError(msg)
+    unknown = sorted(set(options) - set(_OPTIONS[fmt]))
+    if unknown:
+        allowed = ", ".join(_OPTIONS[fmt]) or "none"
+        msg = f"unknown option(s) {unknown} for format {fmt!r}; accepted: {allowed}."
+        raise InputError(msg)
+
+
+def _validate(adata: AnnData, src: Path, fmt: str) -> None:
+    try:
+        X = check_counts(adata.X, require_integer=False, name="the count matrix")
+        check_unique_names(adata)
+    except InputError as err:
+        msg = f"{src}: {err}"
+        raise InputError(msg) from None
+    if X.nnz and not np.array_equal(X.data, np.round(X.data)):
+        logger.warning(
+            "%s: the counts contain non-integer values; spotfill methods need raw counts (not normalised or "
+            "log-transformed data)",
+            src,
+        )
+    if "spatial" not in adata.obsm:
+        others = [k for k in adata.obsm if "spatial" in k.lower() or k.lower() in ("coords", "coordinates", "xy")]
+        hint = f" (adata.obsm has {others}: copy the right one to obsm['spatial'])" if others else ""
+        fix = (
+            "pass coords= a CSV/TSV with columns spot, x, y"
+            if fmt in ("table", "h5ad")
+            else "check that the positions file belongs to this data"
+        )
+        msg = f"{src} has no spot coordinates (adata.obsm['spatial'] is missing){hint}: {fix}."
+        raise InputError(msg)
+    try:
+        get_coords(adata)
+    except InputError as err:
+        msg = f"{src}: {err}"
+        raise InputError(msg) from None

@@ -1,0 +1,187 @@
+"""Writers: the whole AnnData as ``.h5ad``, or one matrix as a CSV/TSV table. Both are atomic."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._errors import InputError
+
+__all__ = ["MAX_TABLE_ENTRIES", "write"]
+
+logger = logging.getLogger(__name__)
+
+#: largest spots x genes matrix exported as a text table (beyond it, write .h5ad)
+MAX_TABLE_ENTRIES = 50_000_000
+_CHUNK_CELLS = 1_000_000
+
+
+def _kind(path: Path) -> Literal["h5ad", "csv", "tsv"]:
+    name = path.name.lower()
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    msg = f"cannot write {path}: unknown extension; use .h5ad (the whole AnnData) or .csv/.tsv (one matrix)."
+    raise InputError(msg)
+
+
+def write(
+    adata: AnnData,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool | Literal["input"] = False,
+    layer: str | None = None,
+) -> Path:
+    """Write ``adata`` to ``.h5ad``, or export one of its matrices to ``.csv``/``.tsv`` (optionally ``.gz``).
+
+    Files are written atomically: to a temporary file in the target folder, then renamed over the
+    target, so an interrupted write never leaves a truncated file (nor a temporary one).
+
+    Overwriting rule: an existing file is replaced only with ``overwrite=True``. The file the data
+    were read from (``adata.uns['spotfill_io']['path']``, set by :func:`spotfill.io.read`) is
+    protected even then, so results never replace the raw input by accident; replacing it needs the
+    explicit ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
+
+    Parameters
+    ----------
+    adata
+        The data to write.
+    path
+        Target file; the extension picks the format (``.h5ad``, ``.csv``, ``.tsv``, ``.csv.gz``, ``.tsv.gz``).
+        The folder must exist.
+    overwrite
+        ``False``: refuse an existing file. ``True``: replace an existing file other than the input.
+        ``"input"``: also allow replacing the file the data were read from.
+    layer
+        Text tables only: the matrix to export (``None``: ``adata.X``). Tables hold spots in rows and
+        genes in columns, with their names, and are refused above 50 million entries.
+
+    Returns
+    -------
+    The path written.
+
+    Raises
+    ------
+    InputError
+        Unknown extension, missing folder, an existing file without the matching ``overwrite``, an
+        unknown layer, or a table too large for text.
+    """
+    target = Path(path).expanduser()
+    kind = _kind(target)
+    if overwrite not in (False, True, "input"):
+        msg = f"overwrite must be False, True or 'input', got {overwrite!r}."
+        raise InputError(msg)
+    if not target.parent.is_dir():
+        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
+        raise InputError(msg)
+    _check_target(adata, target, overwrite)
+    if kind == "h5ad":
+        if layer is not None:
+            msg = "layer= selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer (drop layer=)."
+            raise InputError(msg)
+        with _atomic(target, suffix=".h5ad") as tmp:
+            adata.write_h5ad(tmp)
+    else:
+        _write_table(adata, target, sep="," if kind == "csv" else "\t", layer=layer)
+    logger.info("wrote %s", target)
+    return target
+
+
+def _check_target(adata: AnnData, target: Path, overwrite: bool | Literal["input"]) -> None:
+    if target.is_dir():
+        msg = f"cannot write {target}: it is a folder; give a file name ending in .h5ad, .csv or .tsv."
+        raise InputError(msg)
+    resolved = target.resolve()
+    if adata.isbacked and adata.filename is not None and Path(adata.filename).resolve() == resolved:
+        msg = f"cannot write {target}: it backs this AnnData (backed mode); write to another file."
+        raise InputError(msg)
+    if not target.exists():
+        return
+    info = adata.uns.get("spotfill_io")
+    source = info.get("path") if isinstance(info, dict) else None
+    if source is not None and Path(str(source)).resolve() == resolved:
+        if overwrite != "input":
+            msg = (
+                f"refusing to overwrite {target}: the data were read from it. Write to a new file, or pass "
+                "overwrite='input' to replace the input on purpose."
+            )
+            raise InputError(msg)
+    elif overwrite is False:
+        msg = f"{target} already exists: pass overwrite=True (spotfill --overwrite) to replace it, or use another name."
+        raise InputError(msg)
+
+
+def _file_mode(target: Path) -> int:
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def _atomic(target: Path, *, suffix: str) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; move it over ``target`` on success, delete it on failure."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _file_mode(target))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -> None:
+    if layer is None:
+        M = adata.X
+    elif layer in adata.layers:
+        M = adata.layers[layer]
+    else:
+        msg = f"layer {layer!r} not found; available layers: {sorted(adata.layers)}. Use layer=None for adata.X."
+        raise InputError(msg)
+    if M is None:
+        msg = "adata.X is empty (None): pass layer= to export a layer."
+        raise InputError(msg)
+    n_entries = adata.n_obs * adata.n_vars
+    if n_entries > MAX_TABLE_ENTRIES:
+        msg = (
+            f"{adata.n_obs} spots x {adata.n_vars} genes ({n_entries:.2g} entries) is too large for a text table "
+            f"(limit {MAX_TABLE_ENTRIES:.0e}): write .h5ad instead, or subset the genes first."
+        )
+        raise InputError(msg)
+    values = M.data if sp.issparse(M) else np.asarray(M)
+    as_int = values.dtype.kind in "iub" or (
+        values.dtype.kind == "f" and bool(np.all(np.isfinite(values))) and np.array_equal(values, np.round(values))
+    )
+    step = max(1, _CHUNK_CELLS // max(adata.n_vars, 1))
+    columns = adata.var_names.astype(str)
+    with _atomic(target, suffix=target.suffix) as tmp:
+        fh: IO[str]
+        opener = gzip.open(tmp, "wt", newline="") if target.name.lower().endswith(".gz") else open(tmp, "w", newline="")
+        with opener as fh:
+            if adata.n_obs == 0:
+                pd.DataFrame(columns=columns).rename_axis("spot").to_csv(fh, sep=sep)
+            for start in range(0, adata.n_obs, step):
+                block = M[start : start + step]
+                block = block.toarray() if sp.issparse(block) else np.asarray(block)
+                if as_int:
+                    block = block.astype(np.int64)
+                frame = pd.DataFrame(block, index=adata.obs_names[start : start + step].astype(str), columns=columns)
+                frame.to_csv(fh, sep=sep, header=start == 0, index_label="spot")

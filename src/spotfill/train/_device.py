@@ -1,0 +1,54 @@
+"""Choosing the torch device."""
+
+from __future__ import annotations
+
+import torch
+
+from .._errors import InputError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn a device option into a :class:`torch.device`.
+
+    Parameters
+    ----------
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:<index>"``,
+        or a :class:`torch.device`.
+
+    Returns
+    -------
+    The device to use.
+
+    Raises
+    ------
+    InputError
+        CUDA was asked for but is not available, or the option is not a device name.
+    """
+    if isinstance(device, torch.device):
+        name = str(device)
+    else:
+        name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        msg = f"device={device!r} is not a device name: use 'auto', 'cpu' or 'cuda' (or 'cuda:<index>')."
+        raise InputError(msg) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            msg = (
+                f"device={device!r} asks for CUDA, but this torch build or machine has no CUDA GPU "
+                f"(torch {torch.__version__}). Use device='cpu' or device='auto'."
+            )
+            raise InputError(msg)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            msg = f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
+            raise InputError(msg)
+    elif dev.type != "cpu":
+        msg = f"device={device!r} is not supported: use 'auto', 'cpu' or 'cuda'."
+        raise InputError(msg)
+    return dev

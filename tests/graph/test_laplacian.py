@@ -1,0 +1,98 @@
+"""Laplacians, row normalisation and neighbour counts against hand-computed matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill import InputError
+from spotfill.graph import graph_laplacian, neighbor_counts, row_normalize
+
+# path 0 - 1 - 2 with weights 1 and 2, plus an isolated spot 3
+W_DENSE = np.array(
+    [
+        [0.0, 1.0, 0.0, 0.0],
+        [1.0, 0.0, 2.0, 0.0],
+        [0.0, 2.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+    ]
+)
+
+
+@pytest.fixture(params=["dense", "csr"])
+def W(request):
+    return W_DENSE.copy() if request.param == "dense" else sp.csr_matrix(W_DENSE)
+
+
+def test_combinatorial_laplacian(W):
+    L = graph_laplacian(W)
+    expected = np.array(
+        [
+            [1.0, -1.0, 0.0, 0.0],
+            [-1.0, 3.0, -2.0, 0.0],
+            [0.0, -2.0, 2.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    assert isinstance(L, sp.csr_matrix)
+    np.testing.assert_allclose(L.toarray(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(L @ np.ones(4), 0.0, atol=1e-12)
+
+
+def test_normalized_laplacian(W):
+    L = graph_laplacian(W, normalized=True)
+    # degrees 1, 3, 2, 0: off-diagonals -w_ij / sqrt(d_i d_j); isolated spot stays all zero
+    expected = np.array(
+        [
+            [1.0, -1.0 / np.sqrt(3.0), 0.0, 0.0],
+            [-1.0 / np.sqrt(3.0), 1.0, -2.0 / np.sqrt(6.0), 0.0],
+            [0.0, -2.0 / np.sqrt(6.0), 1.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    np.testing.assert_allclose(L.toarray(), expected, rtol=0, atol=1e-12)
+    eig = np.linalg.eigvalsh(L.toarray())
+    assert eig.min() > -1e-12
+    assert eig.max() < 2.0 + 1e-12
+
+
+def test_row_normalize(W):
+    P = row_normalize(W)
+    expected = np.array(
+        [
+            [0.0, 1.0, 0.0, 0.0],
+            [1.0 / 3.0, 0.0, 2.0 / 3.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    assert isinstance(P, sp.csr_matrix)
+    np.testing.assert_allclose(P.toarray(), expected, rtol=0, atol=1e-12)
+
+
+def test_neighbor_counts(W):
+    counts = neighbor_counts(W)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, [1, 2, 1, 0])
+
+
+def test_neighbor_counts_ignore_diagonal_and_explicit_zeros():
+    M = sp.csr_matrix((np.array([5.0, 0.0, 1.0]), (np.array([0, 0, 1]), np.array([0, 1, 0]))), shape=(2, 2))
+    np.testing.assert_array_equal(neighbor_counts(M), [0, 1])
+
+
+def test_inputs_left_untouched():
+    M = sp.csr_matrix(W_DENSE)
+    before = M.toarray().copy()
+    graph_laplacian(M, normalized=True)
+    row_normalize(M)
+    neighbor_counts(M)
+    np.testing.assert_array_equal(M.toarray(), before)
+
+
+def test_errors():
+    with pytest.raises(InputError, match="square"):
+        graph_laplacian(np.ones((2, 3)))
+    with pytest.raises(InputError, match="non-negative"):
+        graph_laplacian(-W_DENSE)

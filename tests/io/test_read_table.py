@@ -1,0 +1,128 @@
+"""Generic CSV/TSV count tables with a coordinates table, and format auto-detection."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import spotfill
+from spotfill.io import detect_format, read
+
+COUNTS = np.array([[1, 0, 2], [0, 3, 0], [4, 0, 1]])
+SPOTS = ["s1", "s2", "s3"]
+GENES = ["G1", "G2", "G3"]
+
+
+def write_counts(path: Path, *, sep: str = ",", transpose: bool = False, corner: bool = True) -> Path:
+    values, rows, cols = (COUNTS.T, GENES, SPOTS) if transpose else (COUNTS, SPOTS, GENES)
+    head = ([""] if corner else []) + cols
+    lines = [sep.join(head)] + [sep.join([r, *map(str, v)]) for r, v in zip(rows, values, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_coords(path: Path, rows: list[str] | None = None, *, grid: bool = False) -> Path:
+    rows = SPOTS if rows is None else rows
+    xy = {"s1": (0.5, 1.0), "s2": (1.5, 1.0), "s3": (0.5, 2.0)}
+    head = "spot,x,y" + (",array_row,array_col" if grid else "")
+    body = [f"{s},{xy[s][0]},{xy[s][1]}" + (f",{int(xy[s][1])},{int(xy[s][0] + 0.5)}" if grid else "") for s in rows]
+    path.write_text("\n".join([head, *body]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("name", "sep"), [("counts.csv", ","), ("counts.tsv", "\t"), ("counts.txt", "\t")])
+@pytest.mark.parametrize("corner", [True, False], ids=["corner", "R-style-header"])
+def test_generic_table_with_coords(tmp_path, name, sep, corner):
+    path = write_counts(tmp_path / name, sep=sep, corner=corner)
+    coords = write_coords(tmp_path / "coords.csv", grid=True)
+    adata = read(path, coords=coords)
+    assert adata.uns["spotfill_io"]["format"] == "table"
+    assert adata.obs_names.tolist() == SPOTS
+    assert adata.var_names.tolist() == GENES
+    assert sp.issparse(adata.X)
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 1.0], [1.5, 1.0], [0.5, 2.0]])
+    assert adata.obs["array_row"].tolist() == [1, 1, 2]
+    assert adata.obs["array_col"].tolist() == [1, 2, 1]
+
+
+def test_transposed_table(tmp_path):
+    path = write_counts(tmp_path / "genes_by_spots.csv", transpose=True)
+    adata = read(path, transpose=True, coords=write_coords(tmp_path / "c.csv"))
+    assert adata.obs_names.tolist() == SPOTS
+    assert adata.var_names.tolist() == GENES
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
+
+
+def test_spots_without_coordinates_are_dropped(tmp_path, caplog):
+    path = write_counts(tmp_path / "counts.csv")
+    with caplog.at_level(logging.WARNING, logger="spotfill"):
+        adata = read(path, coords=write_coords(tmp_path / "c.csv", ["s3", "s1"]))
+    assert adata.obs_names.tolist() == ["s1", "s3"]
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 1.0], [0.5, 2.0]])
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS[[0, 2]])
+    assert "1 of 3 spots have no coordinates" in caplog.text
+
+
+def test_coords_without_common_spots(tmp_path):
+    path = write_counts(tmp_path / "counts.csv", transpose=True)  # forgot transpose=True
+    with pytest.raises(spotfill.InputError, match="no spot of the count table is in .*use transpose=True"):
+        read(path, coords=write_coords(tmp_path / "c.csv"))
+
+
+def test_coords_missing_y_column(tmp_path):
+    path = write_counts(tmp_path / "counts.csv")
+    (tmp_path / "c.csv").write_text("spot,x,z\ns1,1,1\n")
+    with pytest.raises(spotfill.InputError, match="has no column 'y'"):
+        read(path, coords=tmp_path / "c.csv")
+
+
+def test_h5ad_with_coords_table(tmp_path):
+    adata = ad.AnnData(sp.csr_matrix(COUNTS.astype(np.float32)))
+    adata.obs_names, adata.var_names = SPOTS, GENES
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    out = read(tmp_path / "x.h5ad", coords=write_coords(tmp_path / "c.csv"))
+    np.testing.assert_array_equal(out.obsm["spatial"][:, 1], [1.0, 1.0, 2.0])
+    assert out.uns["spotfill_io"]["coords"] == str((tmp_path / "c.csv").resolve())
+
+
+def test_h5ad_read_as_stored(tmp_path):
+    adata = ad.AnnData(sp.csr_matrix(COUNTS.astype(np.float32)))
+    adata.obs_names, adata.var_names = SPOTS, GENES
+    adata.obsm["spatial"] = np.arange(6, dtype=float).reshape(3, 2)
+    adata.obs["label"] = ["a", "b", "a"]
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    out = read(tmp_path / "x.h5ad")
+    assert out.uns["spotfill_io"] == {"format": "h5ad", "path": str((tmp_path / "x.h5ad").resolve())}
+    np.testing.assert_array_equal(out.X.toarray(), COUNTS)
+    np.testing.assert_array_equal(out.obsm["spatial"], adata.obsm["spatial"])
+    assert out.obs["label"].tolist() == ["a", "b", "a"]
+
+
+def test_detect_format(tmp_path):
+    st = tmp_path / "A1.tsv"
+    st.write_text("\tG\n1x2\t3\n")
+    generic = write_counts(tmp_path / "counts.csv")
+    (tmp_path / "x.h5ad").touch()
+    assert detect_format(st) == "st"
+    assert detect_format(st, coords="c.csv") == "table"  # coords= means a generic table
+    assert detect_format(generic) == "table"
+    assert detect_format(tmp_path / "x.h5ad") == "h5ad"
+    with pytest.raises(spotfill.InputError, match="cannot detect the format of .*; supported: .h5ad files"):
+        detect_format(tmp_path)
+
+
+def test_option_misuse(tmp_path):
+    st = tmp_path / "A1.tsv"
+    st.write_text("\tG\n1x2\t3\n")
+    with pytest.raises(spotfill.InputError, match="transpose=True applies to generic count tables only"):
+        read(st, transpose=True)
+    with pytest.raises(spotfill.InputError, match=r"unknown option\(s\) \['genome'\] for format 'st'; accepted: none"):
+        read(st, genome="x")
+    with pytest.raises(spotfill.InputError, match="unknown format 'loom'"):
+        read(st, format="loom")

@@ -1,0 +1,111 @@
+"""spotfill.io.summarize: exact values on tiny grids."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import spotfill.graph
+from spotfill.io import summarize
+
+SQUARE = [(r, c) for r in range(3) for c in range(3) if (r, c) != (2, 2)]  # 3 x 3 grid, one corner missing
+HEX = [(0, 0), (0, 2), (0, 4), (1, 1), (1, 3)]  # Visium layout: same-row neighbours 2 columns apart
+
+
+def make(grid, *, dense: bool = False) -> ad.AnnData:
+    n = len(grid)
+    X = np.zeros((n, 4), dtype=np.float32)
+    X[:, 0] = np.arange(1, n + 1)  # totals 1..n (+ 10 on spot 0)
+    X[0, 3] = 10
+    a = ad.AnnData(X if dense else sp.csr_matrix(X))
+    a.obs_names = [f"s{i}" for i in range(n)]
+    a.obs["array_row"] = np.array([r for r, _ in grid])
+    a.obs["array_col"] = np.array([c for _, c in grid])
+    a.obsm["spatial"] = np.array([[c * 1.5, r * 2.0] for r, c in grid])
+    return a
+
+
+@pytest.fixture
+def no_graph(monkeypatch):
+    """Pretend spotfill.graph has neither detect_lattice nor a working spatial_neighbors."""
+
+    def unavailable(*args, **kwargs):
+        raise NotImplementedError
+
+    monkeypatch.delattr(spotfill.graph, "detect_lattice", raising=False)
+    monkeypatch.setattr(spotfill.graph, "spatial_neighbors", unavailable)
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["csr", "dense"])
+def test_square_grid_summary(no_graph, dense):
+    a = make(SQUARE, dense=dense)
+    a.obs["label"] = pd.Categorical(["A", "A", "B", None, "A", "B", "A", None], categories=["A", "B", "C"])
+    a.layers["imputed"] = a.X.copy()
+    a.uns["spotfill_io"] = {"format": "st", "path": "/data/A1.tsv.gz"}
+    out = summarize(a)
+    assert out == {
+        "format": "st",
+        "path": "/data/A1.tsv.gz",
+        "spots x genes": "8 x 4",
+        "zeros": "71.9%",  # 9 non-zeros of 32
+        "counts": "integers",
+        "total counts per spot (median)": 5.5,  # totals 11, 2, 3, ..., 8
+        "grid": "square (ST-like)",
+        "x range": "0 to 3",
+        "y range": "0 to 4",
+        "neighbours per spot (order 1)": "min 2, median 2, max 4",  # degrees 2 3 2 3 4 2 2 2
+        "labels": "2 categories: A (4), B (2), unlabelled (2)",
+        "layers": "imputed",
+    }
+    assert summarize(a, path="given.tsv")["path"] == "given.tsv"
+
+
+def test_hex_grid_summary(no_graph):
+    out = summarize(make(HEX))
+    assert out["grid"] == "hexagonal (Visium-like)"
+    assert out["neighbours per spot (order 1)"] == "min 2, median 3, max 4"  # degrees 2 4 2 3 3
+    assert out["format"] == "AnnData (in memory)"
+    assert "path" not in out
+    assert out["labels"] == "none"
+    assert out["layers"] == "none"
+
+
+def test_generic_coordinates_and_non_integer_values(no_graph):
+    a = make(SQUARE)
+    del a.obs["array_row"], a.obs["array_col"]
+    a.X = a.X * 0.5
+    out = summarize(a)
+    assert out["grid"] == "none (generic coordinates)"
+    assert out["counts"] == "non-integer values (raw counts expected)"
+    assert out["neighbours per spot (order 1)"] == "not available (spotfill.graph could not build a graph)"
+
+
+def test_no_coordinates(no_graph):
+    a = make(SQUARE)
+    del a.obsm["spatial"]
+    out = summarize(a)
+    assert out["x range"] == "no coordinates (obsm['spatial'] missing)"
+    assert "neighbours per spot (order 1)" not in out
+
+
+def test_uses_the_graph_module_when_present(monkeypatch):
+    """Degrees come from obsp['spatial_connectivities'] (self-loops not counted); the lattice from detect_lattice."""
+    seen = {}
+
+    def fake_neighbors(adata, *, copy=False):
+        seen["n_vars"] = adata.n_vars  # a light copy: the counts are not duplicated
+        out = adata.copy()
+        out.obsp["spatial_connectivities"] = sp.csr_matrix(
+            np.array([[1, 1, 0, 0, 0], [1, 0, 1, 1, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], float)
+        )
+        return out
+
+    monkeypatch.setattr(spotfill.graph, "spatial_neighbors", fake_neighbors)
+    monkeypatch.setattr(spotfill.graph, "detect_lattice", lambda row, col: "square", raising=False)
+    out = summarize(make(HEX))
+    assert out["grid"] == "square (ST-like)"
+    assert out["neighbours per spot (order 1)"] == "min 0, median 1, max 3"  # degrees 1 3 1 1 0
+    assert seen["n_vars"] == 1

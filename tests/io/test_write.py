@@ -1,0 +1,129 @@
+"""Writers: atomic .h5ad and CSV/TSV export, and the overwrite rule."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import spotfill.io._write as write_module
+from spotfill import InputError
+from spotfill.io import read, write
+
+
+@pytest.fixture
+def adata() -> ad.AnnData:
+    X = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.float32))
+    a = ad.AnnData(X)
+    a.obs_names, a.var_names = ["s1", "s2"], ["G1", "G2", "G3"]
+    a.obsm["spatial"] = np.array([[0.0, 1.0], [2.0, 3.0]])
+    a.obs["array_row"] = np.array([0, 1])
+    a.layers["imputed"] = np.array([[1.25, 0.5, 2.0], [0.1, 3.0, 1e-3]], dtype=np.float32)
+    a.uns["imputed"] = {"method": "test", "params": {"k": 3}}
+    return a
+
+
+def test_h5ad_round_trip_and_no_temp_file(tmp_path, adata):
+    out = write(adata, tmp_path / "out.h5ad")
+    assert out == tmp_path / "out.h5ad"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+    back = ad.read_h5ad(out)
+    assert (back.X != adata.X).nnz == 0
+    np.testing.assert_array_equal(back.layers["imputed"], adata.layers["imputed"])
+    np.testing.assert_array_equal(back.obsm["spatial"], adata.obsm["spatial"])
+    assert back.obs_names.tolist() == ["s1", "s2"]
+    assert back.uns["imputed"]["params"]["k"] == 3
+
+
+def test_refuses_existing_file_unless_overwrite(tmp_path, adata):
+    target = tmp_path / "out.h5ad"
+    target.write_text("keep me")
+    with pytest.raises(InputError, match=r"out\.h5ad already exists: pass overwrite=True"):
+        write(adata, target)
+    assert target.read_text() == "keep me"
+    write(adata, target, overwrite=True)
+    assert ad.read_h5ad(target).shape == (2, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_input_file_is_protected(tmp_path, adata):
+    src = tmp_path / "in.h5ad"
+    adata.write_h5ad(src)
+    data = read(src)
+    data.layers["new"] = data.X.copy()
+    with pytest.raises(InputError, match="refusing to overwrite .*the data were read from it.*overwrite='input'"):
+        write(data, src, overwrite=True)
+    assert "new" not in ad.read_h5ad(src).layers
+    write(data, src, overwrite="input")
+    assert "new" in ad.read_h5ad(src).layers
+
+
+def test_failed_write_leaves_target_and_no_temp(tmp_path, adata, monkeypatch):
+    target = tmp_path / "out.h5ad"
+    target.write_text("old")
+
+    def boom(self, path, **kwargs):
+        path.write_text("partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write(adata, target, overwrite=True)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+@pytest.mark.parametrize(("name", "sep"), [("x.csv", ","), ("x.tsv", "\t"), ("x.csv.gz", ",")])
+def test_table_export_of_counts(tmp_path, adata, name, sep):
+    out = write(adata, tmp_path / name)
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(out, "rt") as fh:
+        text = fh.read()
+    assert text.splitlines() == [
+        sep.join(["spot", "G1", "G2", "G3"]),
+        sep.join(["s1", "1", "0", "2"]),
+        sep.join(["s2", "0", "3", "0"]),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_table_export_of_a_layer_reads_back(tmp_path, adata):
+    out = write(adata, tmp_path / "imp.csv", layer="imputed")
+    frame = pd.read_csv(out, index_col=0)
+    assert frame.index.tolist() == ["s1", "s2"]
+    np.testing.assert_allclose(frame.to_numpy(), adata.layers["imputed"], rtol=1e-6)
+    with pytest.raises(InputError, match=r"layer 'nope' not found; available layers: \['imputed'\]"):
+        write(adata, tmp_path / "other.csv", layer="nope")
+
+
+def test_table_export_refuses_large_data(tmp_path, adata, monkeypatch):
+    monkeypatch.setattr(write_module, "MAX_TABLE_ENTRIES", 5)
+    with pytest.raises(InputError, match="2 spots x 3 genes .* is too large for a text table .*write .h5ad instead"):
+        write(adata, tmp_path / "x.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_targets(tmp_path, adata):
+    with pytest.raises(InputError, match=r"cannot write .*x\.xlsx: unknown extension; use \.h5ad"):
+        write(adata, tmp_path / "x.xlsx")
+    with pytest.raises(InputError, match="the folder .*nope does not exist; create it first"):
+        write(adata, tmp_path / "nope" / "x.h5ad")
+    with pytest.raises(InputError, match="layer= selects the matrix of a .csv/.tsv export"):
+        write(adata, tmp_path / "x.h5ad", layer="imputed")
+    (tmp_path / "d.h5ad").mkdir()
+    with pytest.raises(InputError, match="it is a folder"):
+        write(adata, tmp_path / "d.h5ad", overwrite=True)
+
+
+def test_written_file_has_normal_permissions(tmp_path, adata):
+    umask = os.umask(0o022)
+    try:
+        out = write(adata, tmp_path / "x.h5ad")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644

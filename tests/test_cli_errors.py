@@ -1,0 +1,95 @@
+"""`spotfill info` on unusable files: exit code 2, one line 'spotfill: error: ...', no traceback."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill.cli import main
+
+
+def write_h5ad(path: Path, X, *, obs_names=None, var_names=None, spatial: bool = True) -> Path:
+    X = np.asarray(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anndata warns about repeated names
+        adata = ad.AnnData(sp.csr_matrix(X))
+        if obs_names is not None:
+            adata.obs_names = obs_names
+        if var_names is not None:
+            adata.var_names = var_names
+        if spatial:
+            adata.obsm["spatial"] = np.zeros((X.shape[0], 2))
+        adata.write_h5ad(path)
+    return path
+
+
+def bad_file(tmp_path: Path, case: str) -> Path:
+    if case == "missing":
+        return tmp_path / "nothere.h5ad"
+    if case == "unknown format":
+        (tmp_path / "x.loom").write_text("x")
+        return tmp_path / "x.loom"
+    if case == "no coordinates":
+        return write_h5ad(tmp_path / "x.h5ad", [[1, 2]], spatial=False)
+    if case == "nan":
+        return write_h5ad(tmp_path / "x.h5ad", [[1, np.nan]])
+    if case == "negative":
+        return write_h5ad(tmp_path / "x.h5ad", [[1, -1]])
+    if case == "duplicate spots":
+        return write_h5ad(tmp_path / "x.h5ad", [[1], [2]], obs_names=["a", "a"])
+    if case == "duplicate genes":
+        return write_h5ad(tmp_path / "x.h5ad", [[1, 2]], var_names=["G", "G"])
+    if case == "empty":
+        return write_h5ad(tmp_path / "x.h5ad", np.zeros((0, 2)))
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "nothere.h5ad does not exist"),
+        ("unknown format", "cannot detect the format of"),
+        ("no coordinates", "has no spot coordinates"),
+        ("nan", "contains 1 NaN or infinite values"),
+        ("negative", "contains negative values"),
+        ("duplicate spots", "duplicate spot names"),
+        ("duplicate genes", "duplicate gene names"),
+        ("empty", "is empty (shape (0, 2))"),
+    ],
+)
+def test_info_on_bad_files(tmp_path, capsys, case, message):
+    code = main(["info", str(bad_file(tmp_path, case))])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("spotfill: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_info_on_a_good_table(tmp_path, capsys):
+    table = tmp_path / "S1.tsv"
+    table.write_text("\tGeneA\tGeneB\n1x1\t0\t6\n2x1\t2\t0\n1x2\t0\t0\n2x2\t4\t1\n")
+    assert main(["info", str(table)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:9] == [
+        "format: st",
+        f"path: {table}",
+        "spots x genes: 4 x 2",
+        "zeros: 50.0%",
+        "counts: integers",
+        "total counts per spot (median): 3.5",  # totals 6, 2, 0, 5
+        "grid: square (ST-like)",
+        "x range: 1 to 2",
+        "y range: 1 to 2",
+    ]
+    # the graph module decides the neighbourhood (2 per spot here with the grid fallback)
+    assert lines[9].startswith("neighbours per spot (order 1): min ")
+    assert lines[10:] == ["labels: none", "layers: none"]

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spotfill import InputError
+from spotfill.nn import BaseModule, LossOutput
+from spotfill.train import History, TrainConfig, load_state, resolve_device, save_model, train
+
+
+class Scalar(BaseModule):
+    """Fits one number to data by squared error; batches are 1-D tensors of targets."""
+
+    def __init__(self, init: float = 0.0) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(init))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand_as(batch)
+
+    def loss(self, batch: torch.Tensor) -> LossOutput:
+        se = (self(batch) - batch) ** 2
+        return LossOutput(loss=se.mean(), components={"mse": se.mean().detach()}, n_obs=batch.numel())
+
+
+class Fixed(BaseModule):
+    """A parameter whose validation loss is scripted, to test early stopping exactly."""
+
+    def __init__(self, val_losses: list[float]) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(0.0))
+        self.val_losses = val_losses
+        self.calls = 0
+
+    def loss(self, batch: str) -> LossOutput:
+        if batch == "train":
+            # each step moves theta by exactly +1 (gradient -1, lr 1)
+            return LossOutput(loss=-self.theta, n_obs=1)
+        value = self.val_losses[self.calls]
+        self.calls += 1
+        return LossOutput(loss=torch.tensor(value), n_obs=1)
+
+
+DATA = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+
+
+def batches(rng: np.random.Generator):
+    order = torch.from_numpy(rng.permutation(DATA.numel()))
+    return [DATA[order[i : i + 3]] for i in range(0, DATA.numel(), 3)]
+
+
+def test_scalar_converges_to_mean():
+    m = Scalar()
+    hist = train(m, train_batches=batches, config=TrainConfig(max_epochs=300, lr=0.05, patience=None, progress=False))
+    assert m.theta.item() == pytest.approx(4.5, abs=0.1)
+    assert hist.n_epochs == 300
+    assert len(hist.components["mse"]) == 300
+    assert hist.val_loss == []
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert not m.training  # left in eval mode
+
+
+def test_epoch_loss_is_weighted_by_n_obs():
+    m = Scalar(init=0.0)
+    # lr tiny -> theta stays ~0, epoch loss ~ mean of squares of all 8 values, weighting 3/3/2 batch sizes
+    hist = train(m, train_batches=batches, config=TrainConfig(max_epochs=1, lr=1e-12, progress=False))
+    assert hist.train_loss[0] == pytest.approx(float((DATA**2).mean()), rel=1e-5)
+
+
+def test_early_stopping_restores_best_epoch():
+    vals = [5.0, 3.0, 4.0, 2.0, 2.5, 2.2, 2.1, 9.0, 9.0, 9.0]
+    m = Fixed(vals)
+    cfg = TrainConfig(max_epochs=10, lr=1.0, patience=3, progress=False)
+    hist = train(m, train_batches=lambda rng: ["train"], val_batches=lambda: ["val"], config=cfg)
+    # best validation at epoch 3 (value 2.0); epochs 4, 5, 6 do not improve -> stop after epoch 6
+    assert hist.best_epoch == 3
+    assert hist.stopped_early
+    np.testing.assert_allclose(hist.val_loss, vals[:7], rtol=1e-6)
+    assert len(hist.train_loss) == 7
+    # theta after epoch e is e + 1: the best state (epoch 3) has theta = 4
+    assert m.theta.item() == pytest.approx(4.0)
+
+
+def test_min_delta_counts_small_gains_as_no_improvement():
+    vals = [1.0, 0.99, 0.98, 0.97, 0.5]
+    m = Fixed(vals)
+    cfg = TrainConfig(max_epochs=5, lr=1.0, patience=3, min_delta=0.05, progress=False)
+    hist = train(m, train_batches=lambda rng: ["train"], val_batches=lambda: ["val"], config=cfg)
+    assert hist.best_epoch == 0
+    assert hist.stopped_early
+    assert m.theta.item() == pytest.approx(1.0)
+
+
+def test_same_seed_same_result_and_global_rng_untouched():
+    def run(seed):
+        m = Scalar()
+        train(m, train_batches=batches, config=TrainConfig(max_epochs=5, lr=0.05, seed=seed, progress=False))
+        return m.theta.item()
+
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = run(0), run(0)
+    after = torch.rand(1)
+    assert a == b
+    assert run(1) != a  # a different shuffle order gives a different SGD path
+    assert torch.equal(before, after)
+
+
+def test_divergence_raises():
+    m = Scalar()
+    with pytest.raises(ValueError, match="diverged"):
+        train(m, train_batches=batches, config=TrainConfig(max_epochs=50, lr=10.0, progress=False))
+
+
+def test_invalid_config_raises():
+    with pytest.raises(InputError, match="optimizer"):
+        train(Scalar(), train_batches=batches, config=TrainConfig(optimizer="rmsprop", progress=False))
+    with pytest.raises(InputError, match="max_epochs"):
+        train(Scalar(), train_batches=batches, config=TrainConfig(max_epochs=0, progress=False))
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw"])
+def test_other_optimizers(opt):
+    m = Scalar()
+    train(m, train_batches=batches, config=TrainConfig(max_epochs=200, lr=0.1, optimizer=opt, progress=False))
+    assert m.theta.item() == pytest.approx(4.5, abs=0.3)
+
+
+def test_history_defaults():
+    h = History()
+    assert h.n_epochs == 0
+    assert h.best_epoch == -1
+
+
+def test_resolve_device():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(InputError, match="not a device"):
+        resolve_device("gpu please")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_without_cuda_raises():
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(InputError, match="CUDA"):
+        resolve_device("cuda")
+    with pytest.raises(InputError, match="CUDA"):
+        train(Scalar(), train_batches=batches, config=TrainConfig(device="cuda", progress=False))
+
+
+def test_save_and_load_state(tmp_path):
+    m = Scalar(init=2.5)
+    folder = save_model(tmp_path / "m", m, {"n": np.int64(3), "x": 0.5, "t": (1, 2)}, ["a", "b"], extra={"k": 1})
+    state, meta = load_state(folder)
+    assert torch.equal(state["theta"], torch.tensor(2.5))
+    assert meta["params"] == {"n": 3, "x": 0.5, "t": [1, 2]}
+    assert meta["var_names"] == ["a", "b"]
+    assert meta["class"] == "Scalar"
+    assert meta["extra"] == {"k": 1}
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "params.json"]  # no temp files left
+    with pytest.raises(InputError, match="not a saved spotfill model"):
+        load_state(tmp_path / "nowhere")
