@@ -75,7 +75,7 @@ def test_info_on_bad_files(tmp_path, capsys, case, message):
 
 
 def test_info_on_a_good_table(tmp_path, capsys):
-    table = tmp_path / "S1.tsv"
+    table = tmp_path / "cli_sample.tsv"  # a stem no other test gives a selection file
     table.write_text("\tGeneA\tGeneB\n1x1\t0\t6\n2x1\t2\t0\n1x2\t0\t0\n2x2\t4\t1\n")
     assert main(["info", str(table)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -24,6 +24,8 @@ COUNTS = np.array([[0, 6, 1], [2, 0, 0], [0, 0, 3], [5, 1, 0]])
 
 
 def write_table(path: Path, text: str = TABLE) -> Path:
+    """Write a count table; tests keep it one folder below tmp_path so that the selection search
+    (table folder, parent, parent's *spot* sub-folders) never reaches other tests' folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.name.endswith(".gz"):
         with gzip.open(path, "wt") as fh:
@@ -34,7 +36,7 @@ def write_table(path: Path, text: str = TABLE) -> Path:
 
 
 def test_without_selection(tmp_path):
-    path = write_table(tmp_path / "S1.tsv.gz")
+    path = write_table(tmp_path / "run" / "S1.tsv.gz")
     adata = read(path)
     assert adata.uns["spotfill_io"] == {"format": "st", "path": str(path.resolve()), "selection": "None"}
     assert adata.obs_names.tolist() == ["10x13", "11x13", "10x14", "12x15"]
@@ -63,24 +65,31 @@ def test_with_selection(tmp_path, where):
     assert adata.uns["spotfill_io"]["selection"] == str((sel_dir / name).resolve())
 
 
+def test_unrelated_sibling_folders_are_not_searched(tmp_path):
+    path = write_table(tmp_path / "counts" / "S1.tsv")
+    (tmp_path / "other_run").mkdir()
+    (tmp_path / "other_run" / "S1_selection.tsv").write_text(SELECTION)
+    assert read(path).uns["spotfill_io"]["selection"] == "None"
+
+
 def test_selection_false_ignores_the_file(tmp_path):
-    path = write_table(tmp_path / "S1.tsv")
-    (tmp_path / "S1_selection.tsv").write_text(SELECTION)
+    path = write_table(tmp_path / "run" / "S1.tsv")
+    (tmp_path / "run" / "S1_selection.tsv").write_text(SELECTION)
     adata = read(path, selection=False)
     assert adata.n_obs == 4
     np.testing.assert_array_equal(adata.obsm["spatial"][0], [10, 13])
 
 
 def test_unselected_spots_are_dropped(tmp_path):
-    path = write_table(tmp_path / "S1.tsv")
-    (tmp_path / "S1_selection.tsv").write_text(SELECTION.replace("2140.5\t2625.0\t1", "2140.5\t2625.0\t0"))
+    path = write_table(tmp_path / "run" / "S1.tsv")
+    (tmp_path / "run" / "S1_selection.tsv").write_text(SELECTION.replace("2140.5\t2625.0\t1", "2140.5\t2625.0\t0"))
     assert read(path).obs_names.tolist() == ["10x13", "12x15"]
 
 
 def test_adjusted_decimal_spot_names(tmp_path):
     text = "\tGeneA\n9.85x12.99\t4\n12.02x15.0\t7\n"
-    path = write_table(tmp_path / "S1.tsv", text)
-    (tmp_path / "S1_selection.tsv").write_text(SELECTION)
+    path = write_table(tmp_path / "run" / "S1.tsv", text)
+    (tmp_path / "run" / "S1_selection.tsv").write_text(SELECTION)
     adata = read(path)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[1923.65, 2622.15], [2360.25, 3059.75]])
     assert adata.obs["array_col"].tolist() == [10, 12]
@@ -88,13 +97,13 @@ def test_adjusted_decimal_spot_names(tmp_path):
 
 
 def test_format_st_requires_spot_names(tmp_path):
-    path = write_table(tmp_path / "S1.tsv", "\tGeneA\nspot1\t1\n")
+    path = write_table(tmp_path / "run" / "S1.tsv", "\tGeneA\nspot1\t1\n")
     with pytest.raises(spotfill.InputError, match=r"spot names must look like 'XxY'.*\['spot1'\]"):
         read(path, format="st")
 
 
 def test_selection_without_common_spots(tmp_path):
-    path = write_table(tmp_path / "S1.tsv")
+    path = write_table(tmp_path / "run" / "S1.tsv")
     (tmp_path / "other.tsv").write_text("x\ty\tnew_x\tnew_y\tpixel_x\tpixel_y\tselected\n1\t1\t1\t1\t5\t5\t1\n")
     with pytest.raises(spotfill.InputError, match="no spot of .* is in the selection file"):
         read(path, selection=tmp_path / "other.tsv")

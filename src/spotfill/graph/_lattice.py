@@ -122,9 +122,9 @@ def detect_lattice(array_row, array_col) -> Lattice | None:
         check = np.array(_ORDER1["square"], dtype=np.int64)
     keys, width = _encode(r, c, pad=1)
     sorted_keys = np.sort(keys)
-    connected = np.zeros(r.size, dtype=bool)
+    connected = np.zeros(r.size, dtype=bool)  # in sorted order: only the share matters
     for dr, dc in check:
-        connected |= _lookup(sorted_keys, keys + dr * width + dc)[1]
+        connected |= _lookup(sorted_keys, sorted_keys + (dr * width + dc))[1]
     if connected.mean() < _MIN_CONNECTED:
         return None
     if candidate == "hex" and minority > 0:
@@ -224,21 +224,20 @@ def _lattice_graph(
             f"{r[i]}, col {c[i]}): drop duplicated spots, or pass library_key= when several sections are stacked."
         )
         raise InputError(msg)
-    rows, cols, vals = [], [], []
-    src = np.arange(n, dtype=np.int64)
-    for w, offsets in zip(weights, rings, strict=True):
-        if w == 0:
-            continue
-        for dr, dc in offsets:
-            pos, hit = _lookup(sorted_keys, keys + dr * width + dc)
-            rows.append(src[hit])
-            cols.append(order[pos[hit]])
-            vals.append(np.full(int(hit.sum()), w, dtype=np.float64))
-    if not rows:
+    # one column per kept offset: the neighbour found there (-1 when absent), in the spots' own order;
+    # queries run over the sorted keys, so each searchsorted walks its table once (cache friendly)
+    offsets = [(w, o) for w, ring in zip(weights, rings, strict=True) if w > 0 for o in ring]
+    if not offsets:
         return sp.csr_matrix((n, n), dtype=np.float64)
-    W = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float64
-    )
+    nb = np.empty((n, len(offsets)), dtype=np.int64)
+    for k, (_, (dr, dc)) in enumerate(offsets):
+        pos, hit = _lookup(sorted_keys, sorted_keys + (dr * width + dc))
+        nb[order, k] = np.where(hit, order[pos], -1)
+    found = nb >= 0
+    vals = np.broadcast_to(np.array([w for w, _ in offsets], dtype=np.float64), nb.shape)[found]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(found.sum(axis=1), out=indptr[1:])
+    W = sp.csr_matrix((vals, nb[found], indptr), shape=(n, n))
     W.sort_indices()
     return W
 

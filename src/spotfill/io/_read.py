@@ -58,7 +58,7 @@ def detect_format(path: Path, *, coords: object = None) -> Literal["h5ad", "visi
 def read(
     path: str | os.PathLike[str],
     *,
-    format: Format = "auto",  # noqa: A002 - the natural name, as in pandas/anndata readers
+    format: Format = "auto",  # shadows the builtin on purpose: the natural name, as in scanpy.read
     transpose: bool = False,
     coords: str | os.PathLike[str] | None = None,
     selection: str | os.PathLike[str] | Literal[False] | None = None,
@@ -93,7 +93,8 @@ def read(
     selection
         ST tables only: the spot selection file (columns ``x``, ``y``, ``new_x``, ``new_y``, ``pixel_x``,
         ``pixel_y``, ``selected``). ``None`` looks for ``<sample>_selection.tsv`` next to the table, in its
-        parent folder and in the parent's sub-folders; ``False`` ignores any.
+        parent folder and in the parent's sub-folders named ``*spot*`` (as ``ST-spotfiles/``);
+        ``False`` ignores any.
     validate
         Check the result (raise :class:`~spotfill.InputError` for an empty matrix, NaN or negative
         counts, repeated spot or gene names, or missing coordinates; log a warning for non-integer

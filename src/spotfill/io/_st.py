@@ -50,8 +50,9 @@ def looks_like_st(path: Path) -> bool:
 def find_selection(path: Path) -> Path | None:
     """Find the ``<sample>_selection.tsv`` spot file of a count table named ``<sample>.tsv[.gz]``.
 
-    Looks in the table's folder, its parent, then the parent's sub-folders (the HER2ST layout
-    ``ST-cnts/A1.tsv.gz`` + ``ST-spotfiles/A1_selection.tsv``). Returns the nearest match or ``None``.
+    Looks in the table's folder, its parent, then the parent's sub-folders with ``spot`` in their
+    name (the HER2ST layout ``ST-cnts/A1.tsv.gz`` + ``ST-spotfiles/A1_selection.tsv``; other folders
+    are not searched, so a file of an unrelated sample is not picked). Returns the nearest match or ``None``.
     """
     stem = table_stem(path)
     names = [f"{stem}_selection.tsv", f"{stem}_selection.tsv.gz"]
@@ -60,7 +61,7 @@ def find_selection(path: Path) -> Path | None:
         names += [f"{base}_selection.tsv", f"{base}_selection.tsv.gz"]
     folder = path.resolve().parent
     search = [folder, folder.parent]
-    search += sorted(d for d in folder.parent.iterdir() if d.is_dir() and d != folder)
+    search += sorted(d for d in folder.parent.iterdir() if d.is_dir() and d != folder and "spot" in d.name.lower())
     for d in search:
         for name in names:
             candidate = d / name

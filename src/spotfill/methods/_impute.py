@@ -32,7 +32,7 @@ def _resolve_default() -> str:
 
 
 def _instance_name(est: BaseImputer) -> str:
-    """Registered name of an estimator's class (its first preset-free registration), else the class name."""
+    """Return the registered name of an estimator's class (first preset-free entry), else the class name."""
     from ._registry import _REGISTRY, _ensure_loaded
 
     _ensure_loaded()

@@ -352,13 +352,13 @@ class ExpressionKNN(_Smoother):
         scale = np.divide(float(self.target_sum), lib, out=np.zeros_like(lib), where=lib > 0)
         L = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float64)
         L.data = np.log1p(L.data)
+        if self.n_comps is not None and not (isinstance(self.n_comps, int | np.integer) and self.n_comps >= 1):
+            msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
+            raise InputError(msg)
         max_comps = min(L.shape) - 1
         if self.n_comps is None or max_comps < 1:
             self.n_comps_ = 0
             return L
-        if not (isinstance(self.n_comps, int | np.integer) and self.n_comps >= 1):
-            msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
-            raise InputError(msg)
         from sklearn.decomposition import PCA
 
         self.n_comps_ = min(int(self.n_comps), max_comps)

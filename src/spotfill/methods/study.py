@@ -19,8 +19,8 @@ What is deliberately different from the study:
 - Ring orders come from the neighbour graph by hop distance (see ``graph_weights``), not from the
   study's incorrect hexagonal offsets.
 
-Both models work on the ``transform`` scale; predictions are mapped back to counts with ``expm1``
-and clipped at 0. Early stopping monitors the data term on a validation set of ``val_fraction`` of
+Both models work on the ``data_transform`` scale (not ``transform``: that is the estimator's
+method); predictions are mapped back to counts with ``expm1`` and clipped at 0. Early stopping monitors the data term on a validation set of ``val_fraction`` of
 the *observed non-zero* entries (seeded); those entries are hidden from training (zeros in the
 autoencoder's training input, absent from the factorisation's training entries) and used again
 at prediction time. Masked entries never reach the estimator at all.
@@ -114,8 +114,8 @@ class _StudyModel(BaseImputer):
     # --- options -------------------------------------------------------------------------------
     def _check_options(self) -> None:
         problems = []
-        if self.transform not in ("none", "log1p"):
-            problems.append(f"transform must be 'none' or 'log1p' (got {self.transform!r})")
+        if self.data_transform not in ("none", "log1p"):
+            problems.append(f"data_transform must be 'none' or 'log1p' (got {self.data_transform!r})")
         if self.loss not in _LOSSES:
             problems.append(f"loss must be one of {_LOSSES} (got {self.loss!r})")
         if self.graph_weights not in ("rings", "as_is"):
@@ -158,12 +158,12 @@ class _StudyModel(BaseImputer):
     # --- scale ---------------------------------------------------------------------------------
     def _to_model_scale(self, X: sp.csr_matrix) -> sp.csr_matrix:
         Xs = sp.csr_matrix(X, dtype=np.float32, copy=True)
-        if self.transform == "log1p":
+        if self.data_transform == "log1p":
             np.log1p(Xs.data, out=Xs.data)
         return Xs
 
     def _to_counts(self, Y: np.ndarray) -> np.ndarray:
-        if self.transform == "log1p":
+        if self.data_transform == "log1p":
             np.expm1(Y, out=Y)
         np.maximum(Y, 0, out=Y)
         return Y.astype(np.float32, copy=False)
@@ -284,10 +284,10 @@ def _batches(n: int, size: int) -> Iterator[slice]:
     "nmf",
     family="study",
     description="Neural matrix factorisation of the original study (spot x gene embeddings, log1p, non-zero loss)",
-    key_params=("n_latent", "transform", "loss", "max_epochs"),
+    key_params=("n_latent", "data_transform", "loss", "max_epochs"),
 )
 class NeuralMF(_StudyModel):
-    """Neural matrix factorisation: ``yhat_ig = <u_i, v_g>`` on the ``transform`` scale.
+    """Neural matrix factorisation: ``yhat_ig = <u_i, v_g>`` on the ``data_transform`` scale.
 
     Spot and gene embeddings are trained by minibatch SGD on (spot, gene, value) entries:
 
@@ -308,7 +308,7 @@ class NeuralMF(_StudyModel):
         Embedding size.
     bias
         Add spot and gene biases. Off by default: the study used a plain dot product.
-    transform
+    data_transform
         Scale the model works on: ``"log1p"`` or ``"none"`` (raw counts).
     loss
         ``"rmse_all"``, ``"rmse_nonzero"``, ``"neighbour_errors"`` (the study's spatial term, on
@@ -343,7 +343,7 @@ class NeuralMF(_StudyModel):
         *,
         n_latent: int = 40,
         bias: bool = False,
-        transform: Transform = "log1p",
+        data_transform: Transform = "log1p",
         loss: Loss = "rmse_nonzero",
         alpha: float = 0.1,
         beta: float = 0.1,
@@ -363,7 +363,7 @@ class NeuralMF(_StudyModel):
     ) -> None:
         self.n_latent = n_latent
         self.bias = bias
-        self.transform = transform
+        self.data_transform = data_transform
         self.loss = loss
         self.alpha = alpha
         self.beta = beta
@@ -512,13 +512,13 @@ class NeuralMF(_StudyModel):
     "ae",
     family="study",
     description="Gene-wise autoencoder of the original study (each gene a vector over spots; masked input)",
-    key_params=("n_latent", "transform", "loss", "output", "max_epochs"),
+    key_params=("n_latent", "data_transform", "loss", "output", "max_epochs"),
 )
 class GeneAutoencoder(_StudyModel):
     """Gene-wise autoencoder: each sample is one gene over all spots.
 
     Encoder ``n_spots -> 500 -> 250 -> n_latent`` with ReLU, mirrored decoder, then ``output``. The
-    input is the masked data on the ``transform`` scale: masked entries are zeros in the input at
+    input is the masked data on the ``data_transform`` scale: masked entries are zeros in the input at
     training *and* prediction time (the study leaked them at prediction time), and validation
     entries are zeros during training. The loss compares the output with the same data:
     ``"rmse_nonzero"`` on the observed non-zero entries, ``"rmse_all"`` on every entry except the
@@ -534,7 +534,7 @@ class GeneAutoencoder(_StudyModel):
     output
         ``"softplus"`` (default), ``"linear"`` or ``"sigmoid"`` (the study's; caps every prediction
         at 1 on the model scale, i.e. 1.72 counts with ``log1p``).
-    transform, loss, alpha, beta, graph_weights, smooth
+    data_transform, loss, alpha, beta, graph_weights, smooth
         As in :class:`NeuralMF`.
     max_epochs, lr, optimizer, weight_decay, batch_size, patience
         Training options; ``batch_size`` counts genes (the study: 128), SGD lr 0.1, patience 10,
@@ -549,7 +549,7 @@ class GeneAutoencoder(_StudyModel):
         n_latent: int = 40,
         hidden: Sequence[int] = (500, 250),
         output: Literal["linear", "softplus", "sigmoid"] = "softplus",
-        transform: Transform = "log1p",
+        data_transform: Transform = "log1p",
         loss: Loss = "rmse_nonzero",
         alpha: float = 0.1,
         beta: float = 0.1,
@@ -569,7 +569,7 @@ class GeneAutoencoder(_StudyModel):
         self.n_latent = n_latent
         self.hidden = hidden
         self.output = output
-        self.transform = transform
+        self.data_transform = data_transform
         self.loss = loss
         self.alpha = alpha
         self.beta = beta
@@ -680,27 +680,27 @@ _PRESETS: dict[str, tuple[type[_StudyModel], str, dict[str, Any]]] = {
     "seed-nmf-baseline": (
         NeuralMF,
         "Study trial 1: NMF on raw counts, loss on all entries",
-        {"transform": "none", "loss": "rmse_all"},
+        {"data_transform": "none", "loss": "rmse_all"},
     ),
     "seed-nmf-log": (
         NeuralMF,
         "Study trial 2: NMF on log1p counts, loss on all entries",
-        {"transform": "log1p", "loss": "rmse_all"},
+        {"data_transform": "log1p", "loss": "rmse_all"},
     ),
     "seed-nmf-log-nonzero": (
         NeuralMF,
         "Study trial 3: NMF on log1p counts, loss on non-zero entries",
-        {"transform": "log1p", "loss": "rmse_nonzero"},
+        {"data_transform": "log1p", "loss": "rmse_nonzero"},
     ),
     "seed-ae-log-nonzero": (
         GeneAutoencoder,
         "Study trial 4: gene-wise autoencoder, log1p, loss on non-zero entries",
-        {"transform": "log1p", "loss": "rmse_nonzero"},
+        {"data_transform": "log1p", "loss": "rmse_nonzero"},
     ),
     "seed-ae-log-nonzero-spatial": (
         GeneAutoencoder,
         "Study trial 5: trial 4 plus the study's neighbour-error term (2 rings, alpha = beta = 0.1)",
-        {"transform": "log1p", "loss": "neighbour_errors", "alpha": 0.1, "beta": 0.1, "graph_weights": "rings"},
+        {"data_transform": "log1p", "loss": "neighbour_errors", "alpha": 0.1, "beta": 0.1, "graph_weights": "rings"},
     ),
 }
 
