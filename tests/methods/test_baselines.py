@@ -209,7 +209,7 @@ def _synthetic(seed: int = 0, side: int = 24, n_genes: int = 60):
 
 @pytest.fixture(scope="module")
 def synthetic():
-    X, coords, rate, mask, rows, cols = _synthetic()
+    X, coords, rate, mask, rows, cols = _synthetic(seed=0, n_genes=200)
     preds = {}
     for name in ALL:
         preds[name] = _dense(make_method(name).fit_transform(X, coords=coords, mask=mask))[rows, cols]
@@ -222,18 +222,22 @@ def synthetic():
 def test_smoothers_recover_held_out_truth_better_than_mean(synthetic, name):
     """Held-out (P1-masked) entries, scored against the true Poisson rate, on log1p.
 
-    The gene mean of non-zeros wins P1 RMSE against the *observed* held-out counts by design (P1 only
-    scores entries that were non-zero, so filling every zero with a typical non-zero value is
-    rewarded; see BENCHMARK.md, "Reading the numbers"); on this dataset it does (0.42 vs 0.43-0.54).
-    The honest question is whether a method estimates the rate behind the held-out entry: there
-    every smoother beats the mean, in Pearson correlation (0.76-0.94 vs 0.66) and in RMSE
-    (0.17-0.35 vs 0.39), and also in Pearson with the observed counts (0.50-0.64 vs 0.41).
+    The comparison is chosen honestly, not to flatter the smoothers: the gene mean of non-zeros wins
+    P1 RMSE against the *observed* held-out counts by design (P1 only scores entries that were
+    non-zero, so filling every zero with a typical non-zero value is rewarded; BENCHMARK.md,
+    "Reading the numbers"), and it does here too (0.41 vs 0.43-0.49), so that is not asserted. The
+    question asked is whether a method estimates the rate behind a held-out entry. There every
+    smoother beats the mean: Pearson with the true log rate 0.84-0.94 vs 0.66, RMSE 0.17-0.26 vs
+    0.38, and Pearson with the observed counts 0.53-0.60 vs 0.39 (seed 0; seeds 1-3 keep margins of
+    at least +0.12, -0.09 and +0.07; the thresholds below are smaller).
     """
     preds, truth, observed = synthetic
     p, m = np.log1p(preds[name]), np.log1p(preds["mean"])
     assert np.corrcoef(p, truth)[0, 1] > np.corrcoef(m, truth)[0, 1] + 0.08
-    assert np.sqrt(np.mean((p - truth) ** 2)) < np.sqrt(np.mean((m - truth) ** 2)) - 0.03
+    assert np.sqrt(np.mean((p - truth) ** 2)) < np.sqrt(np.mean((m - truth) ** 2)) - 0.05
     assert np.corrcoef(p, observed)[0, 1] > np.corrcoef(m, observed)[0, 1] + 0.05
+    # and the mean really is the P1-RMSE winner on observed counts, as the protocol notes warn
+    assert np.sqrt(np.mean((m - observed) ** 2)) < np.sqrt(np.mean((p - observed) ** 2))
 
 
 def test_gene_fills_on_held_out_entries(synthetic):

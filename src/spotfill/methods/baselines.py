@@ -388,9 +388,10 @@ class SpatialKNN(_Smoother):
     (``use_graph=False``, default; ties broken by the tree search, deterministically), or the
     non-zero entries of the spatial graph passed as ``graph=`` (``use_graph=True``; the graph's
     weights and diagonal are ignored, every neighbour counts once, ``n_neighs`` is unused; with
-    :func:`spotfill.impute` this is ``adata.obsp[connectivity_key]``). The prediction is the plain
-    mean of the raw counts of the neighbours and, with ``include_self=True`` (default), of the spot
-    itself: on a Visium array with ``n_neighs=6`` that is the spot and its first hexagonal ring.
+    :func:`spotfill.impute` this is ``adata.obsp[connectivity_key]``, built when missing; a direct
+    ``fit`` with ``coords=`` but no ``graph=`` gets the symmetric 6-nearest-neighbour graph). The
+    prediction is the plain mean of the raw counts of the neighbours and, with ``include_self=True``
+    (default), of the spot itself: on a Visium array with ``n_neighs=6`` that is the spot and its first hexagonal ring.
 
     Observed values are smoothed (``keep_observed=False``, default); with ``keep_observed=True``
     observed non-zero values are returned unchanged and only zeros are filled.

@@ -52,7 +52,7 @@ class GraphTensors(torch.nn.Module):
     def sparse(self) -> torch.Tensor:
         """Return the matrix as a coalesced torch sparse COO tensor."""
         idx = torch.stack([self.rows, self.indices])
-        return torch.sparse_coo_tensor(idx, self.data, size=(self.n, self.n), is_coalesced=True)
+        return torch.sparse_coo_tensor(idx, self.data, size=(self.n, self.n), is_coalesced=True, check_invariants=False)
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

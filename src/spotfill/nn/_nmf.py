@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 from ._base import BaseModule, LossOutput
 from ._losses import GraphTensors, edge_smoothness, expand_neighbours, lookup_entries
@@ -77,6 +78,9 @@ class MatrixFactorization(BaseModule):
         Training entries (CSR, model scale), looked up by ``"neighbour_errors"``.
     generator
         Random generator of the initialisation.
+    sparse_grad
+        Produce sparse gradients for the embeddings (much cheaper steps with plain SGD; not
+        supported by Adam or by weight decay).
     """
 
     def __init__(
@@ -92,10 +96,12 @@ class MatrixFactorization(BaseModule):
         graph: sp.spmatrix | None = None,
         observed: sp.csr_matrix | None = None,
         generator: torch.Generator | None = None,
+        sparse_grad: bool = False,
     ) -> None:
         super().__init__()
         self.n_obs, self.n_vars, self.n_latent = int(n_obs), int(n_vars), int(n_latent)
         self.penalty, self.smooth = penalty, float(smooth)
+        self.sparse_grad = bool(sparse_grad)
         self.spot_emb = torch.nn.Parameter(torch.rand(self.n_obs, self.n_latent, generator=generator) * init_scale)
         self.gene_emb = torch.nn.Parameter(torch.rand(self.n_vars, self.n_latent, generator=generator) * init_scale)
         self.has_bias = bool(bias)
@@ -115,9 +121,12 @@ class MatrixFactorization(BaseModule):
 
     def predict(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Return predictions at entries ``(rows[k], cols[k])``."""
-        pred = (self.spot_emb[rows] * self.gene_emb[cols]).sum(-1)
+        sparse = self.sparse_grad and self.training
+        u = F.embedding(rows, self.spot_emb, sparse=sparse)
+        pred = (u * F.embedding(cols, self.gene_emb, sparse=sparse)).sum(-1)
         if self.has_bias:
-            pred = pred + self.spot_bias[rows] + self.gene_bias[cols]
+            pred = pred + F.embedding(rows, self.spot_bias[:, None], sparse=sparse)[:, 0]
+            pred = pred + F.embedding(cols, self.gene_bias[:, None], sparse=sparse)[:, 0]
         return pred
 
     def full(self, rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .._errors import InputError
 
-__all__ = ["resolve_device"]
+__all__ = ["cpu_threads", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -52,3 +55,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         msg = f"device={device!r} is not supported: use 'auto', 'cpu' or 'cuda'."
         raise InputError(msg)
     return dev
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, restoring the previous number afterwards.
+
+    Minibatches of a few hundred entries are too small for intra-op parallelism: on a busy machine
+    the threads' synchronisation costs more than the work. ``None`` changes nothing.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
