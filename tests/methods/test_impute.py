@@ -177,3 +177,12 @@ def test_make_method_matches_impute(adata):
     expected = est.fit_transform(adata.X, coords=adata.obsm["spatial"])
     impute(adata, "interpolate", bandwidth=1.5)
     np.testing.assert_array_equal(adata.layers["imputed_interpolate"].toarray(), expected.toarray())
+
+
+def test_missing_custom_connectivity_key_is_an_error():
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.poisson(1.0, size=(10, 3)).astype(np.float32))
+    adata.obsm["spatial"] = rng.random((10, 2))
+    with pytest.raises(spotfill.InputError, match="my_graph"):
+        spotfill.impute(adata, "spatial_knn", use_graph=True, connectivity_key="my_graph")
+    assert "imputed_spatial_knn" not in adata.layers

@@ -73,7 +73,8 @@ def impute(
         Name of the output layer and ``uns`` entry; defaults to ``"imputed_<method>"``.
     connectivity_key
         Key in ``adata.obsp`` of the spatial graph for graph-based methods. Built with
-        :func:`spotfill.spatial_neighbors` (default settings) when missing.
+        :func:`spotfill.spatial_neighbors` (default settings) when the default key is missing; a
+        custom key that is missing is an error.
     spatial_key
         Key in ``adata.obsm`` of the coordinates.
     mask
@@ -116,12 +117,17 @@ def impute(
 
     graph = coords = None
     if est.uses_graph:
+        if connectivity_key not in adata.obsp and connectivity_key != "spatial_connectivities":
+            msg = (
+                f"adata.obsp[{connectivity_key!r}] not found (available: {sorted(adata.obsp)}); build it with "
+                "spotfill.spatial_neighbors(adata, key_added=...) or leave connectivity_key at its default."
+            )
+            raise InputError(msg)
         if connectivity_key not in adata.obsp:
             from ..graph import spatial_neighbors
 
             logger.info("no adata.obsp[%r]: building a spatial graph with default settings", connectivity_key)
             spatial_neighbors(adata, spatial_key=spatial_key)
-            connectivity_key = "spatial_connectivities"
         graph = adata.obsp[connectivity_key]
     if est.uses_coords:
         coords = get_coords(adata, spatial_key)

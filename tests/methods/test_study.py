@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill import InputError
+from spotfill.methods import make_method
+from spotfill.methods.study import GeneAutoencoder, NeuralMF, ring_weights
+
+N_ROWS, N_COLS, N_GENES = 6, 10, 30  # 60 spots on a square grid
+FAST = {"progress": False, "max_epochs": 3, "patience": None}
+
+
+def grid_graph(n_rows=N_ROWS, n_cols=N_COLS):
+    idx = np.arange(n_rows * n_cols).reshape(n_rows, n_cols)
+    a = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    b = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    G = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(idx.size, idx.size))
+    return (G + G.T).tocsr()
+
+
+@pytest.fixture(scope="module")
+def lowrank():
+    """Poisson counts of a rank-3 mean (60 spots x 30 genes), 10 % of the non-zeros held out."""
+    rng = np.random.default_rng(0)
+    mu = rng.gamma(2.0, 1.0, (N_ROWS * N_COLS, 3)) @ rng.gamma(2.0, 0.5, (N_GENES, 3)).T
+    X = rng.poisson(mu).astype(np.float32)
+    nz = np.argwhere(X > 0)
+    held = nz[rng.choice(len(nz), len(nz) // 10, replace=False)]
+    mask = np.zeros(X.shape, dtype=bool)
+    mask[held[:, 0], held[:, 1]] = True
+    return X, mask
+
+
+def pearson_on_held(X, mask, P):
+    return np.corrcoef(np.log1p(X[mask]), np.log1p(P[mask]))[0, 1]
+
+
+def test_ring_weights_on_a_path():
+    path = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=float))
+    W = ring_weights(path, 0.1, 0.2).toarray()
+    expected = np.array([[0, 0.1, 0.2, 0], [0.1, 0, 0.1, 0.2], [0.2, 0.1, 0, 0.1], [0, 0.2, 0.1, 0]])
+    np.testing.assert_allclose(W, expected, rtol=1e-6)
+
+
+def test_ring_weights_square_grid_second_ring():
+    W = ring_weights(grid_graph(5, 5), 1.0, 0.5)
+    centre = 12  # (2, 2): 4 first-order, 8 second-order (4 diagonal + 4 at distance 2)
+    row = W[centre].toarray().ravel()
+    assert (row == 1.0).sum() == 4
+    assert (row == 0.5).sum() == 8
+    assert row[centre] == 0
+
+
+@pytest.mark.parametrize(
+    ("cls", "params"),
+    [
+        (NeuralMF, {"max_epochs": 30}),
+        (NeuralMF, {"max_epochs": 30, "loss": "rmse_all"}),
+        (GeneAutoencoder, {"max_epochs": 30}),
+    ],
+)
+def test_recovers_held_out_entries_better_than_gene_mean(lowrank, cls, params):
+    X, mask = lowrank
+    Xm = np.where(mask, 0, X)
+    # the gene-mean baseline: mean of each gene's observed non-zero values
+    gene_mean = (Xm.sum(0) / np.maximum((Xm > 0).sum(0), 1))[None, :].repeat(X.shape[0], 0)
+    base = pearson_on_held(X, mask, gene_mean)
+    P = cls(progress=False, **params).fit_transform(sp.csr_matrix(X), mask=mask)
+    assert P.shape == X.shape
+    assert P.dtype == np.float32
+    assert P.min() >= 0
+    score = pearson_on_held(X, mask, P)
+    assert base < 0.55
+    assert score > base + 0.1, (score, base)
+
+
+@pytest.mark.parametrize("cls", [NeuralMF, GeneAutoencoder])
+@pytest.mark.parametrize("loss", ["rmse_all", "rmse_nonzero", "neighbour_errors", "laplacian"])
+def test_masked_values_never_reach_the_model(lowrank, cls, loss):
+    X, mask = lowrank
+    X2 = X.copy()
+    X2[mask] = X2[mask] * 7 + 3  # change every held-out value
+    G = grid_graph()
+    est = cls(loss=loss, **FAST)
+    P1 = est.fit_transform(sp.csr_matrix(X), graph=G, mask=mask)
+    P2 = cls(loss=loss, **FAST).fit_transform(sp.csr_matrix(X2), graph=G, mask=mask)
+    np.testing.assert_array_equal(P1, P2)
+    # transform on the other values (the fitted mask is applied again) changes nothing either
+    np.testing.assert_array_equal(est.transform(X2), P1)
+
+
+@pytest.mark.parametrize("cls", [NeuralMF, GeneAutoencoder])
+def test_same_seed_same_output(lowrank, cls):
+    X, mask = lowrank
+    a = cls(seed=3, **FAST).fit_transform(X, mask=mask)
+    b = cls(seed=3, **FAST).fit_transform(X, mask=mask)
+    c = cls(seed=4, **FAST).fit_transform(X, mask=mask)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("cls", [NeuralMF, GeneAutoencoder])
+def test_history_and_fitted_state(lowrank, cls):
+    X, mask = lowrank
+    est = cls(progress=False, max_epochs=4, patience=2).fit(X, mask=mask)
+    h = est.history_
+    assert len(h.train_loss) == len(h.val_loss) == h.n_epochs <= 4
+    assert 0 <= h.best_epoch < h.n_epochs
+    assert est.n_features_in_ == N_GENES
+    assert len(h.components["mse"]) == h.n_epochs
+
+
+@pytest.mark.parametrize("cls", [NeuralMF, GeneAutoencoder])
+def test_save_load_roundtrip(lowrank, cls, tmp_path):
+    X, mask = lowrank
+    genes = [f"g{i}" for i in range(N_GENES)]
+    est = cls(**FAST).fit(X, mask=mask)
+    P = est.transform()
+    est.save(tmp_path / "m", var_names=genes)
+    loaded = cls.load(tmp_path / "m", var_names=genes)
+    assert loaded.get_params() == est.get_params()
+    Xm = np.where(mask, 0, X)  # a loaded model does not know the mask: pass the masked data
+    np.testing.assert_array_equal(loaded.transform(Xm), P)
+    if cls is NeuralMF:
+        np.testing.assert_array_equal(loaded.transform(), P)
+    else:
+        with pytest.raises(InputError, match="needs the data"):
+            loaded.transform()
+    with pytest.raises(InputError, match="genes differ"):
+        cls.load(tmp_path / "m", var_names=genes[::-1])
+    with pytest.raises(InputError, match="genes differ"):
+        cls.load(tmp_path / "m", var_names=genes[:-1])
+    other = GeneAutoencoder if cls is NeuralMF else NeuralMF
+    with pytest.raises(InputError, match="not a"):
+        other.load(tmp_path / "m")
+    with pytest.raises(InputError, match="genes"):
+        loaded.transform(X[:, :-1])
+
+
+def test_sigmoid_output_caps_predictions(lowrank):
+    X, mask = lowrank
+    P = GeneAutoencoder(output="sigmoid", **FAST).fit_transform(X, mask=mask)
+    assert P.max() <= np.expm1(1.0) + 1e-5
+
+
+def test_uses_graph_only_for_spatial_losses(lowrank):
+    assert not NeuralMF().uses_graph
+    assert not GeneAutoencoder(loss="rmse_all").uses_graph
+    assert NeuralMF(loss="laplacian").uses_graph
+    assert GeneAutoencoder(loss="neighbour_errors").uses_graph
+    X, _ = lowrank
+    with pytest.raises(InputError, match="graph"):
+        GeneAutoencoder(loss="neighbour_errors", **FAST).fit(X)
+
+
+def test_invalid_options_raise(lowrank):
+    X, _ = lowrank
+    with pytest.raises(InputError, match="loss"):
+        NeuralMF(loss="mae", **FAST).fit(X)
+    with pytest.raises(InputError, match="data_transform"):
+        GeneAutoencoder(data_transform="sqrt", **FAST).fit(X)
+    with pytest.raises(InputError, match="output"):
+        GeneAutoencoder(output="relu", **FAST).fit(X)
+
+
+def test_presets_reproduce_the_study_trials():
+    expected = {
+        "seed-nmf-baseline": (NeuralMF, "none", "rmse_all"),
+        "seed-nmf-log": (NeuralMF, "log1p", "rmse_all"),
+        "seed-nmf-log-nonzero": (NeuralMF, "log1p", "rmse_nonzero"),
+        "seed-ae-log-nonzero": (GeneAutoencoder, "log1p", "rmse_nonzero"),
+        "seed-ae-log-nonzero-spatial": (GeneAutoencoder, "log1p", "neighbour_errors"),
+    }
+    for name, (cls, transform, loss) in expected.items():
+        est = make_method(name)
+        assert type(est) is cls
+        assert (est.data_transform, est.loss) == (transform, loss)
+        assert (est.n_latent, est.optimizer, est.lr, est.batch_size, est.patience) == (40, "sgd", 0.1, 128, 10)
+        assert est.uses_graph == (loss == "neighbour_errors")
+    spatial = make_method("seed-ae-log-nonzero-spatial")
+    assert (spatial.alpha, spatial.beta, spatial.graph_weights) == (0.1, 0.1, "rings")
+    assert make_method("seed-nmf-log", n_latent=5).n_latent == 5
+
+
+def test_spatial_preset_fits_with_a_graph(lowrank):
+    X, mask = lowrank
+    est = make_method("seed-ae-log-nonzero-spatial", **FAST)
+    P = est.fit_transform(X, graph=grid_graph(), mask=mask)
+    assert np.isfinite(P).all()
+    assert est.history_.components["neighbour_errors"][0] > 0
