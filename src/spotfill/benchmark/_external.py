@@ -1,0 +1,139 @@
+"""Turn a method name into something the harness can call.
+
+A method, for the benchmark, is a function ``(X, *, coords, graph, seed) -> counts``: ``X`` the
+canonical CSR counts the method may see, ``counts`` a dense or sparse matrix of the same shape on
+the count scale of ``X``. Names resolve in this order:
+
+1. the controls ``"raw"`` (returns its input: the "zeros" reference of P1, ``p = X_train`` of P2)
+   and ``"libsize_mean"`` (gene mean x library size, the P2 control);
+2. ``"package.module:function"``: an external callable ``function(counts_csr, coords) -> counts``;
+3. a name of spotfill's registry (:func:`spotfill.methods.list_methods`):
+   ``make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)``;
+4. a name in ``spotfill.benchmark.peers.PEERS`` (adapters of other tools, same signature as 2.),
+   when that module is importable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._errors import InputError, UnknownMethodError
+from ._metrics import libsize_mean_rates
+
+__all__ = ["CONTROLS", "BenchMethod", "check_prediction", "resolve_method"]
+
+#: Built-in control "methods" of the harness.
+CONTROLS = ("raw", "libsize_mean")
+
+
+class BenchMethod(Protocol):
+    """What the harness calls: counts in, counts (same shape, count scale) out."""
+
+    def __call__(
+        self, X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int
+    ) -> np.ndarray | sp.spmatrix: ...
+
+
+def _raw(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int) -> sp.csr_matrix:  # noqa: ARG001
+    return X.copy()
+
+
+def _libsize_mean(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int) -> np.ndarray:  # noqa: ARG001
+    return libsize_mean_rates(X)
+
+
+def _wrap_callable(fn: Callable[[sp.csr_matrix, np.ndarray], object]) -> BenchMethod:
+    def call(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int):  # noqa: ARG001
+        return fn(X.copy(), np.array(coords, copy=True))
+
+    return call
+
+
+def _import_callable(spec: str) -> Callable:
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        msg = f"external method {spec!r} must read 'package.module:function'."
+        raise InputError(msg)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        msg = f"cannot import module {module!r} of method {spec!r}: {err}. Check the name and that it is on sys.path."
+        raise InputError(msg) from err
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            msg = f"module {module!r} has no attribute {attr!r} (method {spec!r})."
+            raise InputError(msg)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        msg = f"{spec!r} is not callable: it must be a function (counts_csr, coords) -> counts."
+        raise InputError(msg)
+    return obj
+
+
+def _peers() -> dict[str, Callable] | None:
+    try:
+        mod = importlib.import_module("spotfill.benchmark.peers")
+    except ModuleNotFoundError as err:
+        if err.name in ("spotfill.benchmark.peers",):
+            return None
+        raise
+    return dict(getattr(mod, "PEERS", {}))
+
+
+def resolve_method(name: str) -> BenchMethod:
+    """Return the harness function of method ``name`` (see the module docstring for the order).
+
+    Raises
+    ------
+    InputError
+        Unknown name, or an external ``module:function`` that cannot be imported.
+    """
+    if name == "raw":
+        return _raw
+    if name == "libsize_mean":
+        return _libsize_mean
+    if ":" in name:
+        return _wrap_callable(_import_callable(name))
+
+    from ..methods import get_method, make_method
+
+    try:
+        get_method(name)
+    except UnknownMethodError as err:
+        peers = _peers()
+        if peers is not None and name in peers:
+            return _wrap_callable(peers[name])
+        known = sorted(peers) if peers else []
+        msg = (
+            f"{err} Not a peer tool either (known peers: {', '.join(known) or 'none'}); the controls are "
+            f"{', '.join(CONTROLS)}, and an external function is named 'package.module:function'."
+        )
+        raise InputError(msg) from None
+
+    def call(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int):
+        return make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)
+
+    return call
+
+
+def check_prediction(P, shape: tuple[int, int], name: str) -> np.ndarray | sp.csr_matrix:
+    """Validate a method's output: same shape as the data, finite; return a dense array or CSR."""
+    if sp.issparse(P):
+        out = sp.csr_matrix(P)
+        values = out.data
+    else:
+        out = np.asarray(P)
+        values = out
+    if out.shape != tuple(shape):
+        msg = f"method {name!r} returned shape {out.shape}, expected {tuple(shape)} (spots x genes)."
+        raise InputError(msg)
+    if values.size and not np.all(np.isfinite(values)):
+        msg = f"method {name!r} returned NaN or infinite values."
+        raise InputError(msg)
+    return out
