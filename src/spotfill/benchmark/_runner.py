@@ -1,0 +1,393 @@
+"""The benchmark runner: datasets x methods x seeds x protocols -> a tidy results table.
+
+Each method call runs either in its own process (``isolate=True``: a fresh ``python`` subprocess that
+reads the matrix it may see from a temporary ``.npz``, so its wall time and peak resident memory
+are its own, a time limit can be enforced, and a crash or an out-of-memory kill is recorded as a
+failed result) or in the calling process (``isolate=False``, for tests: peak memory is then the
+``tracemalloc`` peak of Python and numpy allocations during the call, which misses torch's CPU
+allocator, and a time limit is only checked after the call returns).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._errors import InputError
+from .._logging import progress as _progress
+from .._validation import check_counts, get_coords
+from ._external import check_prediction, resolve_method
+from ._protocols import PROTOCOLS, CallResult, Dataset
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = ["COLUMNS", "load_dataset", "make_caller", "run_benchmark"]
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["p1", "p2", "p3", "p4", "p5"]
+
+#: Columns of the results table, in order.
+COLUMNS = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+
+_SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)$")
+
+
+# --- datasets ---------------------------------------------------------------------------------
+def _dataset_name(adata: AnnData, index: int) -> str:
+    info = adata.uns.get("dataset")
+    if isinstance(info, str) and info:
+        return info
+    if isinstance(info, dict) and info.get("name"):
+        return str(info["name"])
+    return f"data{index}"
+
+
+def load_dataset(data: str | Path | AnnData, *, index: int = 0) -> Dataset:
+    """Load one benchmark dataset.
+
+    ``data`` is a file :func:`spotfill.read` understands, an AnnData, or
+    ``"synthetic:N_SPOTSxN_GENES"`` (:func:`spotfill.datasets.synthetic` with seed 0).
+
+    The spatial graph is built by :func:`spotfill.spatial_neighbors` (array grid when
+    ``obs['array_row'/'array_col']`` exist, else 6 nearest neighbours) on a copy that holds only
+    the coordinates, so the counts are never copied.
+    """
+    from anndata import AnnData
+
+    from ..graph import spatial_neighbors
+
+    if isinstance(data, AnnData):
+        adata, name = data, _dataset_name(data, index)
+    else:
+        text = str(data)
+        match = _SYNTHETIC.match(text)
+        if match:
+            from ..datasets import synthetic
+
+            adata = synthetic(int(match.group(1)), int(match.group(2)), seed=0, truth=False)
+            name = text
+        elif text.startswith("synthetic:"):
+            msg = f"synthetic data are named 'synthetic:N_SPOTSxN_GENES' (e.g. synthetic:1000x500), got {text!r}."
+            raise InputError(msg)
+        else:
+            from ..io import read
+
+            adata = read(text)
+            name = Path(text).name.removesuffix(".h5ad")
+    X = check_counts(adata.X, require_integer=False, name=f"X of {name}")
+    coords = get_coords(adata)
+    shell = AnnData(obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy())
+    shell.obsm["spatial"] = coords
+    spatial_neighbors(shell)
+    graph = sp.csr_matrix(shell.obsp["spatial_connectivities"])
+    labels = None
+    if "label" in adata.obs:
+        lab = adata.obs["label"]
+        labels = np.asarray(lab.astype(object).where(lab.notna(), None))
+    return Dataset(name=name, X=X, coords=coords, graph=graph, labels=labels)
+
+
+# --- calling a method ---------------------------------------------------------------------------
+def _describe(err: BaseException) -> str:
+    if isinstance(err, MemoryError):
+        return "out of memory (MemoryError)"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".strip()
+
+
+def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    t0 = time.perf_counter()
+    try:
+        fn = resolve_method(name)
+        pred = check_prediction(fn(X.copy(), coords=ds.coords, graph=ds.graph, seed=seed), X.shape, name)
+        error = None
+    except Exception as err:  # noqa: BLE001 - a failing method is a result, the run goes on
+        logger.warning("method %s failed on %s: %s", name, ds.name, _describe(err))
+        pred, error = None, _describe(err)
+    seconds = time.perf_counter() - t0
+    peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    if started:
+        tracemalloc.stop()
+    if error is None and timeout is not None and seconds > timeout:
+        pred, error = None, f"over time (> {timeout:g} s)"
+    return CallResult(pred, seconds, peak_mb, float("nan"), error)
+
+
+_CHILD = "import sys; from spotfill.benchmark._runner import _child_main; _child_main(sys.argv[1], sys.argv[2])"
+
+
+def _save_csr(path: Path, M: sp.csr_matrix, **extra) -> None:
+    np.savez(path, data=M.data, indices=M.indices, indptr=M.indptr, shape=np.asarray(M.shape), **extra)
+
+
+def _load_csr(f, prefix: str = "") -> sp.csr_matrix:
+    shape = tuple(int(v) for v in f[f"{prefix}shape"])
+    return sp.csr_matrix((f[f"{prefix}data"], f[f"{prefix}indices"], f[f"{prefix}indptr"]), shape=shape)
+
+
+def _child_main(inp: str, out: str) -> None:
+    """Entry point of an isolated method call (runs in a fresh interpreter)."""
+    import resource
+
+    out_dir = Path(out)
+    meta: dict[str, object] = {"error": None}
+    try:
+        with np.load(inp, allow_pickle=False) as f:
+            X = _load_csr(f)
+            coords = f["coords"]
+            graph = _load_csr(f, "g_") if "g_shape" in f else None
+            args = json.loads(str(f["args"]))
+        fn = resolve_method(args["name"])
+        meta["base_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t0 = time.perf_counter()
+        pred = fn(X, coords=coords, graph=graph, seed=int(args["seed"]))
+        meta["seconds"] = time.perf_counter() - t0
+        meta["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pred = check_prediction(pred, X.shape, args["name"])
+        if sp.issparse(pred):
+            _save_csr(out_dir / "pred.npz", pred)
+        else:
+            np.save(out_dir / "pred.npy", pred, allow_pickle=False)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent
+        meta["error"] = _describe(err)
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+
+
+def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:
+    with tempfile.TemporaryDirectory(prefix="spotfill_bench_") as tmp:
+        tmp_dir = Path(tmp)
+        inp = tmp_dir / "input.npz"
+        extra = {"coords": ds.coords, "args": np.asarray(json.dumps({"name": name, "seed": int(seed)}))}
+        if ds.graph is not None:
+            G = ds.graph
+            extra |= {"g_data": G.data, "g_indices": G.indices, "g_indptr": G.indptr, "g_shape": np.asarray(G.shape)}
+        _save_csr(inp, X, **extra)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-c", _CHILD, str(inp), str(tmp_dir)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return CallResult(None, float(timeout or 0.0), float("nan"), float("nan"), f"over time (> {timeout:g} s)")
+        wall = time.perf_counter() - t0
+        meta_path = tmp_dir / "meta.json"
+        if proc.returncode != 0 or not meta_path.exists():
+            if proc.returncode == -signal.SIGKILL:
+                error = "out of memory (worker killed by SIGKILL)"
+            else:
+                tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+                error = f"worker exited with code {proc.returncode}: {tail[0]}"
+            return CallResult(None, wall, float("nan"), float("nan"), error)
+        meta = json.loads(meta_path.read_text())
+        if meta.get("error"):
+            return CallResult(
+                None, meta.get("seconds", wall), meta.get("peak_mb", float("nan")), float("nan"), meta["error"]
+            )
+        if (tmp_dir / "pred.npy").exists():
+            pred = np.load(tmp_dir / "pred.npy", allow_pickle=False)
+        else:
+            with np.load(tmp_dir / "pred.npz", allow_pickle=False) as f:
+                pred = _load_csr(f)
+        return CallResult(pred, float(meta["seconds"]), float(meta["peak_mb"]), float(meta["base_mb"]), None)
+
+
+def make_caller(name: str, ds: Dataset, *, seed: int = 0, isolate: bool = True, timeout: float | None = None):
+    """Return ``call(X_seen) -> CallResult`` running method ``name`` on ``X_seen``.
+
+    The method also gets the coordinates and graph of ``ds``; it runs in a subprocess when ``isolate``.
+    """
+    impl = _call_isolated if isolate else _call_in_process
+
+    def call(X_seen: sp.csr_matrix) -> CallResult:
+        return impl(name, X_seen, ds, seed, timeout)
+
+    return call
+
+
+# --- the runner ---------------------------------------------------------------------------------
+def _write_atomic(df: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run_benchmark(
+    data: Sequence[str | Path | AnnData] | str | Path | AnnData,
+    *,
+    protocols: Sequence[Protocol] = ("p1",),
+    methods: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    out: str | Path | None = None,
+    isolate: bool = True,
+    frac: float = 0.1,
+    timeout: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score methods on datasets with the protocols of ``BENCHMARK.md``.
+
+    Parameters
+    ----------
+    data
+        Datasets: ``.h5ad`` files (or anything :func:`spotfill.read` reads), AnnData objects, or
+        ``"synthetic:N_SPOTSxN_GENES"`` (:func:`spotfill.datasets.synthetic`, seed 0). Each needs
+        raw counts in ``X`` and ``obsm['spatial']``; P4 also ``obs['label']``.
+    protocols
+        Any of ``"p1"`` (masked non-zeros), ``"p2"`` (molecular cross-validation), ``"p3"``
+        (held-out spots), ``"p4"`` (spatial domains), ``"p5"`` (cost of a full imputation).
+    methods
+        Method names: the controls ``"raw"`` and ``"libsize_mean"``, spotfill registry names,
+        peer tools of ``spotfill.benchmark.peers.PEERS``, or ``"package.module:function"`` callables
+        ``(counts_csr, coords) -> counts``.
+    seeds
+        Seeds of the splits (P1-P3) and of the methods.
+    out
+        CSV file for the results, rewritten (atomically) after each dataset.
+    isolate
+        Run every method call in its own process (true wall time and peak memory, time limit).
+    frac
+        P1: fraction of the non-zero entries held out.
+    timeout
+        Time limit of one method call in seconds; a call over it is recorded as failed
+        ("over time"). Enforced (the worker is killed) only when ``isolate``.
+    progress
+        Show a progress bar over (dataset, method, seed).
+
+    Returns
+    -------
+    The tidy results: one row per (dataset, protocol, method, seed, metric) with columns
+    :data:`COLUMNS`. Every method call adds ``seconds`` and ``peak_mb`` rows (megabytes; with
+    ``isolate``, the worker's peak resident set size, interpreter and data included). ``status`` is
+    ``"ok"``, ``"failed"`` (``error`` gives the reason; the run goes on) or ``"skipped"``.
+    """
+    from anndata import AnnData
+
+    if isinstance(data, str | Path | AnnData):
+        data = [data]
+    if isinstance(methods, str) or isinstance(protocols, str):
+        msg = "methods= and protocols= take lists of names, e.g. methods=['raw', 'mean']."
+        raise InputError(msg)
+    protocols = [str(p).lower() for p in protocols]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        msg = f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}."
+        raise InputError(msg)
+    methods = list(methods)
+    if not methods:
+        msg = "no methods given: pass methods=['raw', 'mean', ...]."
+        raise InputError(msg)
+    for name in methods:
+        resolve_method(name)  # unknown names fail now, not after hours
+    seeds = [int(s) for s in seeds]
+    out_path = None if out is None else Path(out)
+
+    rows: list[dict] = []
+    jobs = [(i, seed, name) for i in range(len(data)) for seed in seeds for name in methods]
+    ds: Dataset | None = None
+    for n_job, (i, seed, name) in enumerate(_progress(jobs, enabled=progress, desc="benchmark", unit="run")):
+        if ds is None or ds.cache.get("index") != i:
+            ds = load_dataset(data[i], index=i)
+            ds.cache["index"] = i
+            logger.info("dataset %s: %d spots x %d genes", ds.name, *ds.shape)
+        call = make_caller(name, ds, seed=seed, isolate=isolate, timeout=timeout)
+        for protocol in protocols:
+            for row in PROTOCOLS[protocol](ds, call, seed=seed, frac=frac):
+                rows.append(
+                    {
+                        "dataset": ds.name,
+                        "n_spots": ds.shape[0],
+                        "n_genes": ds.shape[1],
+                        "protocol": protocol,
+                        "method": name,
+                        "seed": seed,
+                        **row,
+                    }
+                )
+        last_of_dataset = n_job + 1 == len(jobs) or jobs[n_job + 1][0] != i
+        if out_path is not None and last_of_dataset:
+            _write_atomic(pd.DataFrame(rows, columns=COLUMNS), out_path)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if out_path is not None:
+        _write_atomic(df, out_path)
+    return df
+
+
+#: Spot counts of the P5 scale series (Visium HD 8 um holds about 600,000 bins).
+SCALE_SPOTS = (1_000, 10_000, 100_000, 600_000)
+
+
+def scale_series(
+    methods: Sequence[str],
+    *,
+    sizes: Sequence[int] = SCALE_SPOTS,
+    n_genes: int = 2_000,
+    seeds: Sequence[int] = (0,),
+    timeout: float | None = 3600.0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """P5 scale series: cost of a full imputation on synthetic data of growing size.
+
+    Runs :func:`run_benchmark` with protocol ``"p5"`` on ``"synthetic:{n}x{n_genes}"`` for each
+    ``n`` in ``sizes``, each call in its own process. A call killed for memory or over ``timeout``
+    is a result (``status="failed"``, ``error`` "out of memory ..." / "over time ..."), and the
+    series goes on.
+
+    Parameters
+    ----------
+    methods
+        Method names (see :func:`run_benchmark`).
+    sizes
+        Numbers of spots.
+    n_genes
+        Number of genes of every synthetic dataset.
+    seeds
+        Method seeds.
+    timeout
+        Time limit of one call, in seconds.
+    out
+        CSV file for the results.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The results table (metrics ``seconds``, ``peak_mb``, ``base_mb``).
+    """
+    data = [f"synthetic:{int(n)}x{int(n_genes)}" for n in sizes]
+    return run_benchmark(
+        data, protocols=["p5"], methods=methods, seeds=seeds, out=out, isolate=True, timeout=timeout, progress=progress
+    )
