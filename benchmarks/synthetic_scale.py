@@ -56,7 +56,7 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.genes, args.depth, args.seed)))
         return
 
-    print("| spots | genes | depth | seconds | peak RSS (GB) | RSS after imports (GB) | nnz | zeros | CSR (GB) |")
+    print("| spots | genes | depth | seconds | peak RSS (GiB) | RSS after imports (GiB) | nnz | zeros | CSR (GiB) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         cmd = [sys.executable, __file__, "--one", str(n), "--genes", str(args.genes)]
