@@ -33,7 +33,11 @@ def as_csr(X, *, dtype=np.float32) -> sp.csr_matrix:
     """
     if sp.issparse(X):
         M = sp.csr_matrix(X, dtype=dtype, copy=False)
-        if M is X:
+        # a dtype change copies only the data: indices/indptr may still be X's, and the in-place
+        # canonicalisation below would then corrupt the caller's matrix
+        if M is X or any(
+            np.shares_memory(getattr(M, a), getattr(X, a)) for a in ("data", "indices", "indptr") if hasattr(X, a)
+        ):
             M = M.copy()
     else:
         arr = np.asarray(X)
@@ -69,7 +73,10 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
         msg = f"{name} is missing: store raw counts in adata.X or name a layer with layer=."
         raise InputError(msg)
     shape = X.shape
-    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
+    if len(shape) != 2:
+        msg = f"{name} must be a 2-D spots x genes matrix, got shape {tuple(shape)}."
+        raise InputError(msg)
+    if shape[0] == 0 or shape[1] == 0:
         msg = f"{name} is empty (shape {tuple(shape)}): load a matrix with at least one spot and one gene."
         raise InputError(msg)
     M = as_csr(X, dtype=np.float32)

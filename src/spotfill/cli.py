@@ -66,20 +66,29 @@ def _cmd_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def _cmd_impute(args: argparse.Namespace) -> int:
     from .io import read, write
+    from .io._write import check_target
     from .methods import impute
+    from .methods._impute import _resolve_default
 
-    adata = read(args.input, **_read_options(args))
     params = _parse_params(args.param)
-    impute(
-        adata,
-        args.method,
-        layer=args.layer,
-        key_added=args.key_added,
-        seed=args.seed,
-        device=args.device,
-        **params,
-    )
-    write(adata, args.output, overwrite=args.overwrite, layer=args.export_layer)
+    clash = sorted(set(params) & {"method", "layer", "key_added", "copy"})
+    if clash:
+        msg = (
+            f"--param {clash[0]}=... is an option of the command, not a method parameter"
+            + ("" if clash[0] == "copy" else f": use --{clash[0].replace('_', '-')}")
+            + " (see spotfill impute --help)."
+        )
+        raise SpotfillError(msg)
+    # --param seed=/device= are the same options as --seed/--device (impute takes them by name)
+    seed, device = params.pop("seed", args.seed), params.pop("device", args.device)
+    # impute's own default key, resolved here so that a .csv/.tsv output can export the result layer
+    key = args.key_added or f"imputed_{args.method or _resolve_default()}"
+    adata = read(args.input, **_read_options(args))
+    table = not args.output.lower().endswith(".h5ad")
+    layer = (args.export_layer or key) if table else args.export_layer
+    check_target(adata, args.output, overwrite=args.overwrite, layer=layer)  # fail before a long imputation
+    impute(adata, args.method, layer=args.layer, key_added=key, seed=seed, device=device, **params)
+    write(adata, args.output, overwrite=args.overwrite, layer=layer)
     print(f"wrote {args.output}")
     return 0
 
@@ -146,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output file")
-    p.add_argument("--export-layer", default=None, help="for a .csv output: the layer to export")
+    p.add_argument(
+        "--export-layer", default=None, help="for a .csv/.tsv output: the layer to export (default: the result)"
+    )
     add_read_options(p)
     p.set_defaults(func=_cmd_impute)
 
@@ -180,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (SpotfillError, FileNotFoundError, IsADirectoryError, FileExistsError) as err:
+    except (SpotfillError, FileNotFoundError, IsADirectoryError, FileExistsError, PermissionError) as err:
         msg = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
         print(f"spotfill: error: {msg}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from spotfill import InputError
 from spotfill.methods import make_method
 from spotfill.methods.study import GeneAutoencoder, NeuralMF, ring_weights
+from spotfill.train import cpu_threads
 
 N_ROWS, N_COLS, N_GENES = 6, 10, 30  # 60 spots on a square grid
 FAST = {"progress": False, "max_epochs": 3, "patience": None}
@@ -18,6 +19,13 @@ def grid_graph(n_rows=N_ROWS, n_cols=N_COLS):
     b = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
     G = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(idx.size, idx.size))
     return (G + G.T).tocsr()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # these models are tiny: with 2 torch threads on a busy 2-core machine they run ~20x slower
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from anndata import AnnData
 
 from .._errors import InputError
 
-__all__ = ["MAX_TABLE_ENTRIES", "write"]
+__all__ = ["MAX_TABLE_ENTRIES", "check_target", "write"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,19 +80,9 @@ def write(
         Unknown extension, missing folder, an existing file without the matching ``overwrite``, an
         unknown layer, or a table too large for text.
     """
-    target = Path(path).expanduser()
+    target = check_target(adata, path, overwrite=overwrite, layer=layer)
     kind = _kind(target)
-    if overwrite not in (False, True, "input"):
-        msg = f"overwrite must be False, True or 'input', got {overwrite!r}."
-        raise InputError(msg)
-    if not target.parent.is_dir():
-        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
-        raise InputError(msg)
-    _check_target(adata, target, overwrite)
     if kind == "h5ad":
-        if layer is not None:
-            msg = "layer= selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer (drop layer=)."
-            raise InputError(msg)
         with _atomic(target, suffix=".h5ad") as tmp:
             adata.write_h5ad(tmp)
     else:
@@ -101,7 +91,34 @@ def write(
     return target
 
 
-def _check_target(adata: AnnData, target: Path, overwrite: bool | Literal["input"]) -> None:
+def check_target(
+    adata: AnnData,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool | Literal["input"] = False,
+    layer: str | None = None,
+) -> Path:
+    """Raise the error :func:`write` would raise for ``path`` before writing anything; return the target path.
+
+    Lets a caller (the CLI) refuse a bad output before a long computation. The existence of ``layer``
+    is not checked (it may be the result still to be computed).
+    """
+    target = Path(path).expanduser()
+    kind = _kind(target)
+    if overwrite not in (False, True, "input"):
+        msg = f"overwrite must be False, True or 'input', got {overwrite!r}."
+        raise InputError(msg)
+    if not target.parent.is_dir():
+        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
+        raise InputError(msg)
+    if kind == "h5ad" and layer is not None:
+        msg = "layer= selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer (drop layer=)."
+        raise InputError(msg)
+    _check_existing(adata, target, overwrite)
+    return target
+
+
+def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["input"]) -> None:
     if target.is_dir():
         msg = f"cannot write {target}: it is a folder; give a file name ending in .h5ad, .csv or .tsv."
         raise InputError(msg)

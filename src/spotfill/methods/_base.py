@@ -36,10 +36,12 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
     """
     if mask is None:
         return X
+    if not sp.issparse(mask):
+        mask = np.asarray(mask, dtype=bool)
     if mask.shape != X.shape:
         msg = f"mask has shape {mask.shape} but the data have shape {X.shape}."
         raise InputError(msg)
-    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(np.asarray(mask, dtype=bool))
+    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(mask)
     M = M.astype(bool)
     keep = X.multiply(M) if M.nnz else None
     if keep is None or keep.nnz == 0:
@@ -137,7 +139,10 @@ class BaseImputer:
 
             graph = knn_graph(coords, n_neighs=6)
         self.n_obs_, self.n_vars_ = Xc.shape
-        self.mask_ = None if mask is None else (mask if sp.issparse(mask) else sp.csr_matrix(np.asarray(mask)))
+        self.n_features_in_ = self.n_vars_
+        if mask is not None and not sp.issparse(mask):
+            mask = sp.csr_matrix(np.asarray(mask, dtype=bool))
+        self.mask_ = mask
         self._fit(Xc, graph=graph, coords=coords)
         self._X_fit = Xc
         return self

@@ -114,6 +114,9 @@ def impute(
         msg = f"method must be a registered name or an estimator instance, got {type(method).__name__}."
         raise InputError(msg)
     key_added = key_added or f"imputed_{name}"
+    if not isinstance(key_added, str):
+        msg = f"key_added must be a string (the output layer's name), got {key_added!r}."
+        raise InputError(msg)
 
     graph = coords = None
     if est.uses_graph:

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._errors import InputError
+from ..graph import row_normalize
 from ._base import BaseImputer
 from ._registry import register
 
@@ -86,11 +87,8 @@ def _fill_zeros(X: sp.csr_matrix, fill: np.ndarray) -> np.ndarray:
 
 
 def _row_normalise(W: sp.csr_matrix) -> sp.csr_matrix:
-    """Scale the rows of ``W`` to sum to one (empty rows stay empty)."""
-    W = sp.csr_matrix(W, dtype=np.float64)
-    sums = np.asarray(W.sum(axis=1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    out = sp.csr_matrix(sp.diags(inv) @ W)
+    """Scale the rows of ``W`` to sum to one (empty rows stay empty), canonical CSR float64."""
+    out = row_normalize(W)
     out.eliminate_zeros()
     out.sort_indices()
     return out
@@ -354,6 +352,9 @@ class ExpressionKNN(_Smoother):
         L.data = np.log1p(L.data)
         if self.n_comps is not None and not (isinstance(self.n_comps, int | np.integer) and self.n_comps >= 1):
             msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
+            raise InputError(msg)
+        if not (isinstance(self.seed, int | np.integer) and self.seed >= 0):
+            msg = f"seed must be a non-negative integer, got {self.seed!r}."
             raise InputError(msg)
         max_comps = min(L.shape) - 1
         if self.n_comps is None or max_comps < 1:

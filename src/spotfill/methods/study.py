@@ -119,23 +119,62 @@ class _StudyModel(BaseImputer):
 
     # --- options -------------------------------------------------------------------------------
     def _check_options(self) -> None:
-        problems = []
+        problems = self._numeric_problems()
         if self.data_transform not in ("none", "log1p"):
             problems.append(f"data_transform must be 'none' or 'log1p' (got {self.data_transform!r})")
         if self.loss not in _LOSSES:
             problems.append(f"loss must be one of {_LOSSES} (got {self.loss!r})")
         if self.graph_weights not in ("rings", "as_is"):
             problems.append(f"graph_weights must be 'rings' or 'as_is' (got {self.graph_weights!r})")
-        if not 0 <= float(self.val_fraction) < 1:
-            problems.append(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if int(self.n_latent) < 1:
-            problems.append(f"n_latent must be >= 1 (got {self.n_latent})")
-        for name in ("alpha", "beta", "smooth"):
-            if float(getattr(self, name)) < 0:
-                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if problems:
             msg = f"{type(self).__name__}: " + "; ".join(problems) + "."
             raise InputError(msg)
+
+    def _numeric_problems(self) -> list[str]:
+        """Range checks of the numeric options; a value of the wrong type is reported, not raised from deep inside."""
+        checks = {
+            "val_fraction": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+            "n_latent": (int, lambda v: v >= 1, ">= 1"),
+            "alpha": (float, lambda v: v >= 0, ">= 0"),
+            "beta": (float, lambda v: v >= 0, ">= 0"),
+            "smooth": (float, lambda v: v >= 0, ">= 0"),
+            "max_epochs": (int, lambda v: True, "an integer"),
+            "lr": (float, lambda v: True, "a number"),
+            "weight_decay": (float, lambda v: True, "a number"),
+            "batch_size": (int, lambda v: True, "an integer"),
+            "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+        }
+        if self.patience is not None:
+            checks["patience"] = (int, lambda v: True, "an integer or None")
+        problems = []
+        for name, (kind, ok, what) in checks.items():
+            value = getattr(self, name)
+            try:
+                good = not isinstance(value, bool | str) and ok(kind(value))
+            except (TypeError, ValueError, OverflowError):
+                good = False
+            if not good:
+                problems.append(f"{name} must be {what} (got {value!r})")
+        return problems
+
+    def _prepare(
+        self, X: sp.csr_matrix, graph: sp.csr_matrix | None
+    ) -> tuple[TrainConfig, torch.device, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix | None]:
+        """Check the options, then return ``(config, device, Xs, train, val, W)`` shared by both models.
+
+        ``Xs`` is ``X`` on the model scale, ``train``/``val`` its split (see :meth:`_split`), ``W``
+        the penalty's graph (``None`` without a spatial loss).
+        """
+        self._check_options()
+        config = self._config()
+        config.validate()
+        device = resolve_device(self.device)
+        Xs = self._to_model_scale(X)
+        train_m, val_m = self._split(Xs)
+        if train_m.nnz == 0:
+            msg = f"{type(self).__name__} needs observed non-zero entries to train on, but the (masked) data have none."
+            raise InputError(msg)
+        return config, device, Xs, train_m, val_m, self._penalty_graph(graph)
 
     def _config(self) -> TrainConfig:
         return TrainConfig(
@@ -391,6 +430,16 @@ class NeuralMF(_StudyModel):
         self.device = device
         self.progress = progress
 
+    def _check_options(self) -> None:
+        super()._check_options()
+        try:
+            ratio_ok = float(self.zero_ratio) > 0 or self.loss != "rmse_all"
+        except (TypeError, ValueError):
+            ratio_ok = False
+        if not ratio_ok:
+            msg = f"zero_ratio must be a number > 0 for loss='rmse_all' (got {self.zero_ratio!r})."
+            raise InputError(msg)
+
     def _build_module(
         self, n_obs: int, n_vars: int, *, graph, observed, init_scale: float = 0.1
     ) -> MatrixFactorization:
@@ -411,20 +460,8 @@ class NeuralMF(_StudyModel):
         )
 
     def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
-        self._check_options()
-        if float(self.zero_ratio) <= 0 and self.loss == "rmse_all":
-            msg = f"zero_ratio must be > 0 for loss='rmse_all' (got {self.zero_ratio})."
-            raise InputError(msg)
-        config = self._config()
-        config.validate()
-        device = resolve_device(self.device)
+        config, device, Xs, train_m, val_m, W = self._prepare(X, graph)
         n_obs, n_vars = X.shape
-        Xs = self._to_model_scale(X)
-        train_m, val_m = self._split(Xs)
-        if train_m.nnz == 0:
-            msg = "NeuralMF needs observed non-zero entries to train on, but the (masked) data have none."
-            raise InputError(msg)
-        W = self._penalty_graph(graph)
         # embeddings start uniform on [0, a) so that the initial dot products average the data's mean
         target_mean = float(Xs.sum()) / (n_obs * n_vars) if self.loss == "rmse_all" else float(train_m.data.mean())
         init_scale = float(np.sqrt(4.0 * max(target_mean, 1e-3) / int(self.n_latent)))
@@ -509,7 +546,6 @@ class NeuralMF(_StudyModel):
         with cpu_threads(1 if device.type == "cpu" else None):
             self.history_ = train(module, train_batches=train_batches, val_batches=val_batches, config=config)
         self.module_ = module
-        self.n_features_in_ = n_vars
 
     @torch.inference_mode()
     def _predict(self, X: sp.csr_matrix | None) -> np.ndarray:
@@ -601,6 +637,13 @@ class GeneAutoencoder(_StudyModel):
 
     def _check_options(self) -> None:
         super()._check_options()
+        try:
+            hidden_ok = all(int(h) >= 1 and not isinstance(h, bool | str) for h in self.hidden)
+        except (TypeError, ValueError):
+            hidden_ok = False
+        if isinstance(self.hidden, str) or not hidden_ok:
+            msg = f"hidden must be a sequence of layer sizes >= 1, e.g. (500, 250) (got {self.hidden!r})."
+            raise InputError(msg)
         if self.output not in ("linear", "softplus", "sigmoid"):
             msg = f"output must be 'linear', 'softplus' or 'sigmoid' (got {self.output!r})."
             raise InputError(msg)
@@ -620,17 +663,8 @@ class GeneAutoencoder(_StudyModel):
             )
 
     def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
-        self._check_options()
-        config = self._config()
-        config.validate()
-        device = resolve_device(self.device)
+        config, device, _, train_m, val_m, W = self._prepare(X, graph)
         n_obs, n_vars = X.shape
-        Xs = self._to_model_scale(X)
-        train_m, val_m = self._split(Xs)
-        if train_m.nnz == 0:
-            msg = "GeneAutoencoder needs observed non-zero entries to train on, but the (masked) data have none."
-            raise InputError(msg)
-        W = self._penalty_graph(graph)
         module = self._build_module(n_obs, n_vars, graph=W, observed=None).to(device)
         Xt = train_m.T.tocsr()  # genes x spots: training input and target
         Vt = val_m.T.tocsr()  # genes x spots: validation entries
@@ -671,7 +705,6 @@ class GeneAutoencoder(_StudyModel):
         )
         self.history_ = train(module, train_batches=train_batches, val_batches=val_batches, config=config)
         self.module_ = module
-        self.n_features_in_ = n_vars
 
     @torch.inference_mode()
     def _predict(self, X: sp.csr_matrix | None) -> np.ndarray:

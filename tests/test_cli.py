@@ -1,0 +1,186 @@
+"""The ``spotfill`` command line: ``methods``, ``impute`` end to end, ``python -m spotfill``."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import spotfill
+from spotfill.cli import _parse_params, main
+from spotfill.methods.baselines import ExpressionKNN, SpatialKNN
+
+
+@pytest.fixture
+def h5ad(tmp_path) -> Path:
+    """A 30-spot x 6-gene count matrix with coordinates, written to ``in.h5ad``."""
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(
+        sp.csr_matrix(rng.poisson(2.0, (30, 6)).astype(np.float32)),
+        obs=pd.DataFrame(index=[f"s{i}" for i in range(30)]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(6)]),
+    )
+    adata.obsm["spatial"] = rng.random((30, 2)) * 100
+    path = tmp_path / "in.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line_error(capsys, code: int) -> str:
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("spotfill: error: ")
+    return lines[0]
+
+
+def test_methods_lists_every_registered_method(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = spotfill.list_methods()
+    rows = {line.split()[0]: line for line in out if not line.startswith(" ")}
+    assert list(rows) == list(table["name"])
+    for row in table.itertuples():
+        assert row.family in rows[row.name]
+        assert rows[row.name].rstrip().endswith(row.description)
+    assert sum(line.strip().startswith("params: ") for line in out) == int((table["key_params"] != "").sum())
+    assert "params: n_neighs, n_comps, include_self, keep_observed" in "\n".join(out)
+
+
+def test_parse_params():
+    assert _parse_params(None) == {}
+    parsed = _parse_params(["n_neighs=3", "include-self=False", "bandwidth = 1.5", "kernel=idw", "radius=None"])
+    assert parsed == {"n_neighs": 3, "include_self": False, "bandwidth": 1.5, "kernel": "idw", "radius": None}
+    assert type(parsed["n_neighs"]) is int
+    assert _parse_params(["hidden=(64, 32)", "name='a=b'", "text=a=b"]) == {
+        "hidden": (64, 32),
+        "name": "a=b",
+        "text": "a=b",
+    }
+    for bad in ("k", "=3"):
+        with pytest.raises(spotfill.SpotfillError, match="--param expects KEY=VALUE"):
+            _parse_params([bad])
+
+
+def test_impute_end_to_end(h5ad, capsys):
+    out = h5ad.parent / "out.h5ad"
+    before = digest(h5ad)
+    argv = ["impute", str(h5ad), str(out), "--method", "spatial_knn"]
+    argv += ["--param", "n_neighs=3", "--param", "include-self=False", "--key-added", "smooth"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert digest(h5ad) == before  # the input is never touched
+    assert sorted(p.name for p in h5ad.parent.iterdir()) == ["in.h5ad", "out.h5ad"]  # no temporary file left
+    src, res = ad.read_h5ad(h5ad), ad.read_h5ad(out)
+    expected = SpatialKNN(n_neighs=3, include_self=False).fit_transform(src.X, coords=src.obsm["spatial"])
+    np.testing.assert_array_equal(res.layers["smooth"].toarray(), expected.toarray())
+    np.testing.assert_array_equal(res.X.toarray(), src.X.toarray())
+    info = res.uns["smooth"]
+    assert info["method"] == "spatial_knn"
+    assert info["params"]["n_neighs"] == 3
+    assert bool(info["params"]["include_self"]) is False
+    assert info["version"] == spotfill.__version__
+
+
+def test_impute_seed_device_and_default_key(h5ad):
+    out = h5ad.parent / "out.h5ad"
+    # --param seed= is the same option as --seed (no clash with impute's own seed=)
+    assert main(["impute", str(h5ad), str(out), "--method", "knn", "--param", "seed=4", "--param", "n_neighs=2"]) == 0
+    res = ad.read_h5ad(out)
+    assert res.uns["imputed_knn"]["params"]["seed"] == 4
+    expected = ExpressionKNN(n_neighs=2, seed=4).fit_transform(res.X)
+    np.testing.assert_array_equal(res.layers["imputed_knn"].toarray(), expected.toarray())
+
+
+def test_impute_to_csv_exports_the_result(h5ad):
+    out = h5ad.parent / "out.csv"
+    assert main(["impute", str(h5ad), str(out), "--method", "mean", "--key-added", "filled"]) == 0
+    table = pd.read_csv(out, index_col=0)
+    src = ad.read_h5ad(h5ad)
+    X = src.X.toarray()
+    fill = X.sum(0) / (X > 0).sum(0)
+    np.testing.assert_allclose(table.to_numpy(), np.where(X > 0, X, fill[None, :]), rtol=1e-6)
+    assert list(table.index) == list(src.obs_names)
+    assert list(table.columns) == list(src.var_names)
+    # --export-layer picks another matrix (here the counts, written as integers)
+    raw = h5ad.parent / "raw.csv"
+    src.layers["counts"] = src.X.copy()
+    src.write_h5ad(h5ad.parent / "with_layer.h5ad")
+    assert (
+        main(["impute", str(h5ad.parent / "with_layer.h5ad"), str(raw), "--method", "mean", "--export-layer", "counts"])
+        == 0
+    )
+    np.testing.assert_array_equal(pd.read_csv(raw, index_col=0).to_numpy(), X.astype(np.int64))
+    assert main(["impute", str(h5ad), str(raw), "--method", "mean", "--export-layer", "nope", "--overwrite"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "nope"], "unknown method 'nope'; available: "),
+        (["--method", "mean", "--param", "k=3"], "GeneMean has no parameter 'k'"),
+        (["--method", "mean", "--param", "k"], "--param expects KEY=VALUE, got 'k'"),
+        (["--method", "nmf", "--param", "n_latent=x"], "n_latent must be >= 1"),
+        (["--method", "mean", "--param", "key-added=x"], "--param key_added=... is an option of the command"),
+        (["--method", "mean", "--param", "copy=True"], "--param copy=... is an option of the command"),
+        (["--method", "mean", "--device", "cuda"], None),  # mean takes no device: ignored, not an error
+    ],
+)
+def test_impute_option_errors(h5ad, capsys, extra, message):
+    out = h5ad.parent / "out.h5ad"
+    code = main(["impute", str(h5ad), str(out), *extra])
+    if message is None:
+        assert code == 0
+        return
+    assert message in one_line_error(capsys, code)
+    assert not out.exists()
+
+
+def test_impute_refuses_to_overwrite(h5ad, capsys, monkeypatch):
+    out = h5ad.parent / "out.h5ad"
+    out.write_text("precious")
+    before = digest(h5ad)
+    calls = []
+    monkeypatch.setattr(spotfill.methods, "impute", lambda *a, **k: calls.append(1))
+    # an existing output, and the input itself (even with --overwrite): refused before any computation
+    assert "already exists" in one_line_error(capsys, main(["impute", str(h5ad), str(out), "--method", "mean"]))
+    argv = ["impute", str(h5ad), str(h5ad), "--method", "mean", "--overwrite"]
+    assert "refusing to overwrite" in one_line_error(capsys, main(argv))
+    assert calls == []
+    assert out.read_text() == "precious"
+    assert digest(h5ad) == before
+    monkeypatch.undo()
+    assert main(["impute", str(h5ad), str(out), "--method", "mean", "--overwrite"]) == 0
+    assert "imputed_mean" in ad.read_h5ad(out).layers
+    assert sorted(p.name for p in h5ad.parent.iterdir()) == ["in.h5ad", "out.h5ad"]
+
+
+def test_impute_bad_inputs(tmp_path, capsys):
+    missing = one_line_error(capsys, main(["impute", str(tmp_path / "none.h5ad"), str(tmp_path / "o.h5ad")]))
+    assert "none.h5ad does not exist" in missing
+    adata = ad.AnnData(np.array([[1.0, np.nan], [2.0, 3.0]], dtype=np.float32))
+    adata.obsm["spatial"] = np.array([[0.0, 0.0], [1.0, 0.0]])
+    adata.write_h5ad(tmp_path / "nan.h5ad")
+    err = one_line_error(capsys, main(["impute", str(tmp_path / "nan.h5ad"), str(tmp_path / "o.h5ad")]))
+    assert "NaN" in err
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_python_m_spotfill_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "spotfill", "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"spotfill {spotfill.__version__}"
