@@ -6,7 +6,8 @@ the count scale of ``X``. Names resolve in this order:
 
 1. the controls ``"raw"`` (returns its input: the "zeros" reference of P1, ``p = X_train`` of P2)
    and ``"libsize_mean"`` (gene mean x library size, the P2 control);
-2. ``"package.module:function"``: an external callable ``function(counts_csr, coords) -> counts``;
+2. ``"package.module:function"``: an external callable ``function(counts_csr, coords) -> counts``
+   (called with ``seed=`` too when it has a ``seed`` parameter);
 3. a name of spotfill's registry (:func:`spotfill.methods.list_methods`):
    ``make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)``;
 4. a name in ``spotfill.benchmark.peers.PEERS`` (adapters of other tools, same signature as 2.),
@@ -16,6 +17,7 @@ the count scale of ``X``. Names resolve in this order:
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Protocol
 
@@ -47,9 +49,20 @@ def _libsize_mean(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix 
     return libsize_mean_rates(X)
 
 
-def _wrap_callable(fn: Callable[[sp.csr_matrix, np.ndarray], object]) -> BenchMethod:
+def _takes_seed(fn: Callable) -> bool:
+    try:
+        return "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _wrap_callable(fn: Callable[..., object]) -> BenchMethod:
+    """Adapt ``fn(counts_csr, coords[, seed=])``; the harness seed is passed when ``fn`` takes ``seed``."""
+    takes_seed = _takes_seed(fn)
+
     def call(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int):  # noqa: ARG001
-        return fn(X.copy(), np.array(coords, copy=True))
+        extra = {"seed": int(seed)} if takes_seed else {}
+        return fn(X.copy(), np.array(coords, copy=True), **extra)
 
     return call
 

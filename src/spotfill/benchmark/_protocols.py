@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._errors import InputError
 from ._masks import assert_hidden, p1_mask, p2_split, p3_folds, zero_rows
 from ._metrics import domain_ari, gene_pearson, log_scores, poisson_nll, take_entries, take_rows
 
@@ -162,7 +163,12 @@ def run_p4(ds: Dataset, call: Call, *, seed: int = 0, frac: float = 0.1) -> list
     if ds.labels is None:
         return [{"metric": "ari", "value": float("nan"), "status": "skipped", "error": "no obs['label']"}]
     if "p4_raw" not in ds.cache:
-        ds.cache["p4_raw"] = domain_ari(ds.X, ds.labels, seed=0)
+        try:
+            ds.cache["p4_raw"] = domain_ari(ds.X, ds.labels, seed=0)
+        except InputError as err:  # fewer than two label categories
+            ds.cache["p4_raw"] = str(err)
+    if isinstance(ds.cache["p4_raw"], str):
+        return [{"metric": "ari", "value": float("nan"), "status": "skipped", "error": ds.cache["p4_raw"]}]
     res = call(ds.X)
     if res.error is not None:
         return _cost_rows(res)

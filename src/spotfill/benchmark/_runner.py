@@ -1,15 +1,17 @@
 """The benchmark runner: datasets x methods x seeds x protocols -> a tidy results table.
 
-Each method call runs either in its own process (``isolate=True``: a fresh ``python`` subprocess that
-reads the matrix it may see from a temporary ``.npz``, so its wall time and peak resident memory
-are its own, a time limit can be enforced, and a crash or an out-of-memory kill is recorded as a
-failed result) or in the calling process (``isolate=False``, for tests: peak memory is then the
-``tracemalloc`` peak of Python and numpy allocations during the call, which misses torch's CPU
-allocator, and a time limit is only checked after the call returns).
+Each method call runs either in its own process (``isolate=True``: a fresh ``python`` subprocess
+that reads the matrix it may see from a temporary ``.npz``, so its wall time and peak resident
+memory (``VmHWM``, see :func:`_peak_rss_mb`) are its own, a time limit can be enforced, and a crash
+or an out-of-memory kill is recorded as a failed result) or in the calling process
+(``isolate=False``, for tests: peak memory is then the ``tracemalloc`` peak of Python and numpy
+allocations during the call, which misses torch's CPU allocator, and a time limit is only checked
+after the call returns).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -113,13 +115,16 @@ def _describe(err: BaseException) -> str:
 
 
 def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:
+    try:
+        fn = resolve_method(name)  # imports happen here, outside the measured call
+    except Exception as err:  # noqa: BLE001 - a failing method is a result, the run goes on
+        return CallResult(None, 0.0, float("nan"), float("nan"), _describe(err))
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     tracemalloc.reset_peak()
     t0 = time.perf_counter()
     try:
-        fn = resolve_method(name)
         pred = check_prediction(fn(X.copy(), coords=ds.coords, graph=ds.graph, seed=seed), X.shape, name)
         error = None
     except Exception as err:  # noqa: BLE001 - a failing method is a result, the run goes on
@@ -146,10 +151,29 @@ def _load_csr(f, prefix: str = "") -> sp.csr_matrix:
     return sp.csr_matrix((f[f"{prefix}data"], f[f"{prefix}indices"], f[f"{prefix}indptr"]), shape=shape)
 
 
-def _child_main(inp: str, out: str) -> None:
-    """Entry point of an isolated method call (runs in a fresh interpreter)."""
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's own
+    memory map. ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is not used there because Linux
+    carries it over ``fork`` and ``exec``, so a worker would report at least its parent's resident
+    size at the time it was started. Elsewhere ``ru_maxrss`` is the fallback.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
+    scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, kilobytes elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def _child_main(inp: str, out: str) -> None:
+    """Entry point of an isolated method call (runs in a fresh interpreter)."""
     out_dir = Path(out)
     meta: dict[str, object] = {"error": None}
     try:
@@ -159,11 +183,11 @@ def _child_main(inp: str, out: str) -> None:
             graph = _load_csr(f, "g_") if "g_shape" in f else None
             args = json.loads(str(f["args"]))
         fn = resolve_method(args["name"])
-        meta["base_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        meta["base_mb"] = _peak_rss_mb()
         t0 = time.perf_counter()
         pred = fn(X, coords=coords, graph=graph, seed=int(args["seed"]))
         meta["seconds"] = time.perf_counter() - t0
-        meta["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        meta["peak_mb"] = _peak_rss_mb()
         pred = check_prediction(pred, X.shape, args["name"])
         if sp.issparse(pred):
             _save_csr(out_dir / "pred.npz", pred)
@@ -233,16 +257,29 @@ def make_caller(name: str, ds: Dataset, *, seed: int = 0, isolate: bool = True, 
 
 
 # --- the runner ---------------------------------------------------------------------------------
-def _write_atomic(df: pd.DataFrame, out: Path) -> None:
+@contextlib.contextmanager
+def atomic_path(out: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``out``; on success rename it onto ``out`` (else delete it).
+
+    The file gets the permissions of a normally created file (``0o666`` less the umask).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        df.to_csv(tmp, index=False)
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_atomic(df: pd.DataFrame, out: Path) -> None:
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def run_benchmark(
@@ -282,7 +319,9 @@ def run_benchmark(
         P1: fraction of the non-zero entries held out.
     timeout
         Time limit of one method call in seconds; a call over it is recorded as failed
-        ("over time"). Enforced (the worker is killed) only when ``isolate``.
+        ("over time"). With ``isolate`` the worker is killed at the limit, which then covers its
+        whole life (interpreter start and data loading, a few seconds, included); in-process it is
+        checked after the call returns.
     progress
         Show a progress bar over (dataset, method, seed).
 

@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 __all__ = [
     "bar_metrics",
@@ -80,12 +81,14 @@ def cost_figure(cost: pd.DataFrame) -> Figure:
 
     ``cost`` has columns ``dataset``, ``n_spots``, ``method``, ``metric`` (``seconds``/``peak_mb``),
     ``mean``, ``failed`` (bool). With several sizes of data (the P5 scale series) both panels are
-    log-log lines against the number of spots, failed runs drawn as crosses on the top edge; with
-    one size, bars per dataset.
+    log-log lines against the number of spots, failed runs drawn as crosses on the top edge (only
+    when every dataset is ``synthetic:...``); otherwise bars per dataset.
     """
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     methods = list(dict.fromkeys(cost["method"]))
-    series = cost.groupby("method")["n_spots"].nunique().max() > 1 if len(cost) else False
+    # a scale series: several sizes of synthetic data (real datasets differ in more than size)
+    synthetic = cost["dataset"].astype(str).str.startswith("synthetic:").all() if len(cost) else False
+    series = bool(synthetic and cost.groupby("method")["n_spots"].nunique().max() > 1)
     for k, (metric, label) in enumerate((("seconds", "wall time (s)"), ("peak_mb", "peak memory (MB)"))):
         ax = fig.add_subplot(1, 2, k + 1)
         sub = cost[cost["metric"] == metric]
@@ -96,10 +99,21 @@ def cost_figure(cost: pd.DataFrame) -> Figure:
                 (line,) = ax.plot(ok["n_spots"], ok["mean"], marker="o", label=method)
                 bad = m[m["failed"]]
                 if len(bad):
-                    ax.plot(bad["n_spots"], np.ones(len(bad)), "x", color=line.get_color(), ms=10,
-                            transform=ax.get_xaxis_transform(), clip_on=False)
+                    ax.plot(
+                        bad["n_spots"],
+                        np.ones(len(bad)),
+                        "x",
+                        color=line.get_color(),
+                        ms=10,
+                        transform=ax.get_xaxis_transform(),
+                        clip_on=False,
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 x 10^k, plain numbers
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("spots")
         else:
             datasets = list(dict.fromkeys(sub["dataset"]))
@@ -117,7 +131,7 @@ def cost_figure(cost: pd.DataFrame) -> Figure:
 
 
 def highly_variable_genes(X: sp.csr_matrix, n: int = 3, *, min_frac: float = 0.1) -> np.ndarray:
-    """Indices of ``n`` highly variable genes: largest variance of ``log1p`` counts per 10,000.
+    """Return the indices of ``n`` highly variable genes: largest variance of ``log1p`` counts per 10,000.
 
     Only genes detected in at least ``min_frac`` of the spots are considered (all genes when fewer
     than ``n`` pass). Works on the sparse matrix.
@@ -169,8 +183,9 @@ def spatial_maps(coords: np.ndarray, genes: Sequence[str], panels: Mapping[str, 
         vmax = max(float(np.nanpercentile(v, 99)) for v in vals.values()) or 1.0
         for j, name in enumerate(names):
             ax = fig.add_subplot(len(genes), len(names), g * len(names) + j + 1)
-            sc = ax.scatter(coords[:, 0], coords[:, 1], c=vals[name], s=s, cmap="viridis", vmin=0, vmax=vmax,
-                            linewidths=0)
+            sc = ax.scatter(
+                coords[:, 0], coords[:, 1], c=vals[name], s=s, cmap="viridis", vmin=0, vmax=vmax, linewidths=0
+            )
             _setup_map(ax, coords)
             ax.set_title(f"{gene} - {name}", fontsize=8)
         fig.colorbar(sc, ax=fig.axes[-1], shrink=0.8, label="log1p")
@@ -185,7 +200,9 @@ def pred_vs_true(truth: np.ndarray, preds: Mapping[str, np.ndarray], *, max_poin
     rng = np.random.default_rng(0)
     take = np.arange(truth.size) if truth.size <= max_points else rng.choice(truth.size, max_points, replace=False)
     ly = np.log1p(truth[take])
-    hi = float(max(ly.max(initial=1.0), max(np.log1p(np.clip(p[take], 0, None)).max(initial=1.0) for p in preds.values())))
+    hi = float(
+        max(ly.max(initial=1.0), max(np.log1p(np.clip(p[take], 0, None)).max(initial=1.0) for p in preds.values()))
+    )
     for k, name in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         lp = np.log1p(np.clip(preds[name][take], 0, None))
@@ -228,9 +245,7 @@ def _align(clusters: np.ndarray, codes: np.ndarray, known: np.ndarray, k: int) -
     return mapping[clusters]
 
 
-def domain_maps(
-    coords: np.ndarray, labels: np.ndarray, clusterings: Mapping[str, tuple[np.ndarray, float]]
-) -> Figure:
+def domain_maps(coords: np.ndarray, labels: np.ndarray, clusterings: Mapping[str, tuple[np.ndarray, float]]) -> Figure:
     """Expert labels next to the KMeans domains of each panel (title: the panel's ARI)."""
     from matplotlib import colormaps
 

@@ -1,0 +1,166 @@
+"""Splits and scores of the protocols, against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill.benchmark import (
+    domain_ari,
+    gene_pearson,
+    libsize_mean_rates,
+    log_scores,
+    p1_mask,
+    p2_split,
+    p3_folds,
+    poisson_nll,
+    sample_zero_entries,
+)
+from spotfill.benchmark._masks import assert_hidden, zero_rows
+
+# 3 x 3 example; CSR order of the non-zeros: (0,0)=1 (0,2)=2 (1,1)=3 (2,0)=4 (2,1)=5
+X33 = np.array([[1, 0, 2], [0, 3, 0], [4, 5, 0]], dtype=np.float32)
+
+
+def test_p1_hand_checked_3x3():
+    # np.random.default_rng(3).choice(5, size=round(0.4 * 5) = 2, replace=False) == [0, 3]
+    # -> CSR entries 0 and 3 = positions (0, 0) (value 1) and (2, 0) (value 4)
+    m = p1_mask(X33, frac=0.4, seed=3, n_zero_check=0)
+    np.testing.assert_array_equal(m.held, [0, 3])
+    np.testing.assert_array_equal(m.rows, [0, 2])
+    np.testing.assert_array_equal(m.cols, [0, 0])
+    np.testing.assert_array_equal(m.values, [1.0, 4.0])
+    expected = np.array([[0, 0, 2], [0, 3, 0], [0, 5, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(m.X_masked.toarray(), expected)
+    assert m.X_masked.nnz == 3  # held entries eliminated, not stored zeros
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_p1_size_nonzero_only_deterministic(seed):
+    rng = np.random.default_rng(42)
+    X = sp.random(60, 40, density=0.3, random_state=rng, data_rvs=lambda n: rng.integers(1, 9, n)).tocsr()
+    X.data[0] = 0  # an explicit stored zero must not be a candidate
+    m = p1_mask(X, seed=seed, n_zero_check=100)
+    nnz = sp.csr_matrix(X).count_nonzero()
+    assert m.rows.size == round(0.1 * nnz)
+    dense = X.toarray()
+    assert np.all(dense[m.rows, m.cols] > 0)
+    np.testing.assert_array_equal(dense[m.rows, m.cols], m.values)
+    assert len(set(zip(m.rows, m.cols, strict=True))) == m.rows.size
+    assert np.all(m.X_masked.toarray()[m.rows, m.cols] == 0)
+    assert m.X_masked.nnz == nnz - m.rows.size
+    # over-imputation entries: zeros of the original data, distinct
+    assert m.zero_rows.size == 100
+    assert np.all(dense[m.zero_rows, m.zero_cols] == 0)
+    assert len(set(zip(m.zero_rows, m.zero_cols, strict=True))) == 100
+    again = p1_mask(X, seed=seed, n_zero_check=100)
+    np.testing.assert_array_equal(m.held, again.held)
+    np.testing.assert_array_equal(m.zero_rows * 40 + m.zero_cols, again.zero_rows * 40 + again.zero_cols)
+    other = p1_mask(X, seed=seed + 10, n_zero_check=100)
+    assert not np.array_equal(np.sort(m.held), np.sort(other.held))
+
+
+def test_sample_zero_entries_all_when_few():
+    X = sp.csr_matrix(X33)
+    rows, cols = sample_zero_entries(X, 10, np.random.default_rng(0))
+    # the 4 zeros in row-major order
+    np.testing.assert_array_equal(rows, [0, 1, 1, 2])
+    np.testing.assert_array_equal(cols, [1, 0, 2, 2])
+
+
+def test_p2_split_sums_back():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(3.0, size=(30, 20)).astype(np.float32))
+    X_train, X_test = p2_split(X, seed=1)
+    np.testing.assert_array_equal((X_train + X_test).toarray(), X.toarray())
+    assert X_train.min() >= 0
+    assert X_test.min() >= 0
+    assert 0.85 < X_train.sum() / X.sum() < 0.95
+    a, _ = p2_split(X, seed=1)
+    np.testing.assert_array_equal(a.toarray(), X_train.toarray())
+
+
+def test_poisson_nll_hand_computed_2x2():
+    X_test = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]]))
+    p = np.array([[0.9, 0.0], [1.8, 9.0]])  # mu = p / 9 = [[0.1, floor], [0.2, 1.0]]
+    expected = ((0.1 - np.log(0.1)) + 1e-6 + 0.2 + (1.0 - 2 * np.log(1.0))) / 4
+    assert poisson_nll(X_test, p) == pytest.approx(expected, rel=1e-12)
+    assert poisson_nll(X_test, sp.csr_matrix(p)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_poisson_nll_chunked_equals_direct(monkeypatch):
+    import spotfill.benchmark._metrics as metrics
+
+    rng = np.random.default_rng(0)
+    X_test = sp.csr_matrix(rng.poisson(0.5, size=(37, 11)).astype(np.float64))
+    p = rng.gamma(1.0, 2.0, size=(37, 11))
+    mu = np.maximum(p * 0.1 / 0.9, 1e-6)
+    direct = np.mean(mu - X_test.toarray() * np.log(mu))
+    monkeypatch.setattr(metrics, "CHUNK_ENTRIES", 30)  # blocks of 2 spots
+    assert poisson_nll(X_test, p) == pytest.approx(direct, rel=1e-12)
+
+
+def test_log_scores_hand_computed():
+    e = np.e
+    y = np.array([e - 1, 0.0, e**2 - 1])  # log1p: 1, 0, 2
+    p = np.array([-5.0, e - 1, e**2 - 1])  # clipped, log1p: 0, 1, 2
+    s = log_scores(y, p)
+    assert s["rmse"] == pytest.approx(np.sqrt(2 / 3))
+    assert s["mae"] == pytest.approx(2 / 3)
+    assert s["pearson"] == pytest.approx(0.5)  # centred (0,-1,1).(-1,0,1) / 2
+    assert s["spearman"] == pytest.approx(0.5)
+    assert np.isnan(log_scores(y, np.zeros(3))["pearson"])
+
+
+def test_gene_pearson_and_libsize_mean():
+    Y = np.array([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
+    P = np.array([[0.0, 2.0], [1.0, 0.0], [3.0, 5.0]])
+    g = gene_pearson(Y, P)
+    assert g[0] == pytest.approx(1.0)
+    assert np.isnan(g[1])  # constant truth
+    X = sp.csr_matrix(np.array([[1.0, 3.0], [2.0, 2.0]]))
+    # lib = (4, 4), gene sums = (3, 5), total 8 -> p = lib * (3/8, 5/8)
+    np.testing.assert_allclose(libsize_mean_rates(X), [[1.5, 2.5], [1.5, 2.5]])
+
+
+def test_p3_folds_partition():
+    folds = p3_folds(23, seed=0)
+    assert len(folds) == 5
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    np.testing.assert_array_equal(np.sort(np.concatenate(folds)), np.arange(23))
+    perm = np.random.default_rng(0).permutation(23)
+    np.testing.assert_array_equal(folds[0], np.sort(perm[:5]))
+    X = sp.csr_matrix(X33)
+    Z = zero_rows(X, np.array([2]))
+    np.testing.assert_array_equal(Z.toarray(), [[1, 0, 2], [0, 3, 0], [0, 0, 0]])
+
+
+def test_domain_ari_perfect_toy():
+    rng = np.random.default_rng(0)
+    a = rng.poisson([20, 1, 20, 1, 5], size=(15, 5))
+    b = rng.poisson([1, 20, 1, 20, 5], size=(12, 5))
+    X = sp.csr_matrix(np.vstack([a, b]).astype(np.float32))
+    labels = np.array(["A"] * 15 + ["B"] * 12, dtype=object)
+    labels[3] = None  # unlabelled spots are ignored
+    assert domain_ari(X, labels) == pytest.approx(1.0)
+    swapped = labels.copy()
+    swapped[:6] = "B"
+    assert domain_ari(X, swapped) < 0.9
+
+
+def test_assert_hidden_catches_leak():
+    X = sp.csr_matrix(X33)
+    with pytest.raises(RuntimeError, match="held-out entries are visible"):
+        assert_hidden(X, np.array([0]), np.array([0]))
+    assert_hidden(X, np.array([0]), np.array([1]))
+
+
+def test_p1_leaves_input_untouched():
+    # float64 CSR with an explicit zero: canonicalisation must work on a copy
+    X = sp.csr_matrix(np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 4.0]]))
+    X.data[0] = 0.0
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    p1_mask(X, frac=0.5, seed=0)
+    for got, want in zip((X.data, X.indices, X.indptr), before, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -1,0 +1,190 @@
+"""The runner: method resolution, failures, isolation, and proof that held-out values stay hidden."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+
+from spotfill._errors import InputError
+from spotfill.benchmark import COLUMNS, log_scores, p1_mask, p2_split, poisson_nll, run_benchmark
+
+EXTERNAL = textwrap.dedent(
+    '''
+    import os
+    import numpy as np
+
+    SEEN = []
+
+    def half(X, coords):
+        """Every entry + 0.5."""
+        return X.toarray() + 0.5
+
+    def boom(X, coords):
+        raise ValueError("nope")
+
+    def spy(X, coords):
+        SEEN.append(X.copy())
+        if os.environ.get("SPY_FILE"):
+            np.save(os.environ["SPY_FILE"], X.toarray())
+        return X
+
+    def wrong_shape(X, coords):
+        return np.zeros((1, 1))
+    '''
+)
+
+
+@pytest.fixture
+def ext(tmp_path, monkeypatch):
+    """An importable module ``bench_ext`` of external methods (on sys.path for this test)."""
+    (tmp_path / "bench_ext.py").write_text(EXTERNAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("bench_ext", None)
+    yield "bench_ext"
+    sys.modules.pop("bench_ext", None)
+
+
+def _adata(n_side: int = 6, n_genes: int = 8, seed: int = 0) -> AnnData:
+    rng = np.random.default_rng(seed)
+    n = n_side * n_side
+    row, col = np.divmod(np.arange(n), n_side)
+    X = rng.poisson(2.0, size=(n, n_genes)).astype(np.float32)
+    ad = AnnData(sp.csr_matrix(X))
+    ad.obs_names = [f"s{i}" for i in range(n)]
+    ad.var_names = [f"g{j}" for j in range(n_genes)]
+    ad.obs["array_row"] = row
+    ad.obs["array_col"] = col
+    ad.obsm["spatial"] = np.c_[col, row].astype(float)
+    ad.obs["label"] = pd.Categorical(np.where(col < n_side // 2, "left", "right"))
+    ad.uns["dataset"] = {"name": "toy"}
+    return ad
+
+
+def test_external_callable_scored_exactly(ext):
+    ad = _adata()
+    df = run_benchmark(
+        [ad], protocols=["p1", "p2"], methods=[f"{ext}:half"], seeds=[0, 1], isolate=False, progress=False
+    )
+    assert list(df.columns) == COLUMNS
+    assert (df["status"] == "ok").all()
+    assert set(df["dataset"]) == {"toy"}
+    for seed in (0, 1):
+        m = p1_mask(ad.X, seed=seed)
+        # held entries are zero in what the method sees, so it predicts exactly 0.5 there
+        want = log_scores(m.values, np.full(m.values.size, 0.5))
+        got = df[(df.seed == seed) & (df.protocol == "p1")].set_index("metric")["value"]
+        for key in ("rmse", "mae"):
+            assert got[key] == pytest.approx(want[key], rel=1e-12)
+        assert got["zero_log1p"] == pytest.approx(np.log1p(0.5))
+        X_train, X_test = p2_split(ad.X, seed=seed)
+        nll = df[(df.seed == seed) & (df.protocol == "p2") & (df.metric == "nll")]["value"].item()
+        assert nll == pytest.approx(poisson_nll(X_test, X_train.toarray() + 0.5), rel=1e-12)
+        assert {"seconds", "peak_mb"} <= set(got.index)
+
+
+def test_controls_p2_and_p4():
+    ad = _adata()
+    df = run_benchmark([ad], protocols=["p2", "p4"], methods=["raw", "libsize_mean"], isolate=False, progress=False)
+    X_train, X_test = p2_split(ad.X, seed=0)
+    v = df.set_index(["protocol", "method", "metric"])["value"]
+    assert v["p2", "raw", "nll"] == pytest.approx(poisson_nll(X_test, X_train))
+    lib = np.asarray(X_train.sum(1)).ravel()
+    gm = np.asarray(X_train.sum(0)).ravel() / X_train.sum()
+    assert v["p2", "libsize_mean", "nll"] == pytest.approx(poisson_nll(X_test, np.outer(lib, gm)))
+    assert v["p4", "raw", "ari"] == pytest.approx(v["p4", "raw", "ari_raw"])
+
+
+def test_failing_method_is_a_result_and_run_goes_on(ext, tmp_path):
+    out = tmp_path / "res.csv"
+    df = run_benchmark(
+        [_adata()],
+        protocols=["p1"],
+        methods=[f"{ext}:boom", f"{ext}:wrong_shape", "raw"],
+        isolate=False,
+        progress=False,
+        out=out,
+    )
+    boom = df[df.method == f"{ext}:boom"]
+    assert (boom["status"] == "failed").all()
+    assert boom["error"].str.contains("ValueError: nope").all()
+    assert df[df.method == f"{ext}:wrong_shape"]["error"].str.contains("returned shape").all()
+    raw = df[df.method == "raw"].set_index("metric")
+    assert (raw["status"] == "ok").all()
+    assert raw.loc["zero_log1p", "value"] == 0.0
+    back = pd.read_csv(out)
+    assert len(back) == len(df)
+    assert set(back["status"]) == {"ok", "failed"}
+
+
+def test_spy_never_sees_held_out_values(ext):
+    import importlib
+
+    ad = _adata()
+    run_benchmark([ad], protocols=["p1", "p3"], methods=[f"{ext}:spy"], seeds=[0, 2], isolate=False, progress=False)
+    seen = importlib.import_module(ext).SEEN
+    assert len(seen) == 2 * (1 + 5)  # per seed: one P1 call, five P3 folds
+    full = ad.X.toarray()
+    for k, seed in enumerate((0, 2)):
+        m = p1_mask(ad.X, seed=seed)
+        got = seen[6 * k].toarray()
+        assert np.all(got[m.rows, m.cols] == 0)
+        expected = full.copy()
+        expected[m.rows, m.cols] = 0
+        np.testing.assert_array_equal(got, expected)  # everything else intact
+        # P3: every call sees exactly one fold's spots emptied, all other spots intact
+        emptied = [np.flatnonzero(seen[6 * k + f].getnnz(axis=1) == 0) for f in range(1, 6)]
+        assert sorted(np.concatenate(emptied).tolist()) == list(range(ad.n_obs))
+
+
+def test_isolated_call_and_spy_file(ext, tmp_path, monkeypatch):
+    spy = tmp_path / "seen.npy"
+    monkeypatch.setenv("SPY_FILE", str(spy))
+    ad = _adata()
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MB held by this process must not count as the worker's
+    df = run_benchmark([ad], protocols=["p1"], methods=[f"{ext}:spy"], isolate=True, progress=False, timeout=120)
+    del ballast
+    assert (df["status"] == "ok").all(), df["error"].tolist()
+    v = df.set_index("metric")["value"]
+    assert 10 < v["peak_mb"] < 500  # the worker's own resident set: an interpreter with numpy and anndata
+    m = p1_mask(ad.X, seed=0)
+    assert np.all(np.load(spy)[m.rows, m.cols] == 0)
+    assert v["rmse"] == pytest.approx(log_scores(m.values, np.zeros(m.values.size))["rmse"])
+
+
+def test_timeout_in_process(ext, tmp_path, monkeypatch):
+    (tmp_path / "slow_ext.py").write_text("import time\ndef slow(X, coords):\n    time.sleep(0.3)\n    return X\n")
+    df = run_benchmark(
+        [_adata()], protocols=["p5"], methods=["slow_ext:slow"], isolate=False, timeout=0.05, progress=False
+    )
+    assert (df["status"] == "failed").all()
+    assert df["error"].str.startswith("over time").all()
+
+
+def test_bad_names_fail_early(ext):
+    with pytest.raises(InputError, match="unknown method"):
+        run_benchmark([_adata()], methods=["no_such_method"], progress=False)
+    with pytest.raises(InputError, match="cannot import"):
+        run_benchmark([_adata()], methods=["no_such_module_xyz:f"], progress=False)
+    with pytest.raises(InputError, match="unknown protocol"):
+        run_benchmark([_adata()], methods=["raw"], protocols=["p9"], progress=False)
+
+
+def test_synthetic_name_and_p5(ext):
+    df = run_benchmark(["synthetic:60x20"], protocols=["p5"], methods=["raw"], isolate=False, progress=False)
+    assert set(df["dataset"]) == {"synthetic:60x20"}
+    assert set(df["metric"]) == {"seconds", "peak_mb", "base_mb"}
+    assert df["n_spots"].iloc[0] == 60
+
+
+def test_p4_skipped_without_labels():
+    ad = _adata()
+    del ad.obs["label"]
+    df = run_benchmark([ad], protocols=["p4"], methods=["raw"], isolate=False, progress=False)
+    assert df["status"].tolist() == ["skipped"]
+    assert df["error"].item() == "no obs['label']"

@@ -1,0 +1,131 @@
+"""The HTML report and the benchmark/report command line, end to end on tiny data."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+
+from spotfill.cli import main
+from spotfill.plotting import report, summarize
+
+
+def _adata(n_side: int = 8, n_genes: int = 12, seed: int = 0) -> AnnData:
+    """Square ST grid, two labelled halves with different expression, one unlabelled spot."""
+    rng = np.random.default_rng(seed)
+    n = n_side * n_side
+    row, col = np.divmod(np.arange(n), n_side)
+    left = col < n_side // 2
+    rate = np.where(left[:, None], np.linspace(0.5, 6, n_genes), np.linspace(6, 0.5, n_genes))
+    ad = AnnData(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
+    ad.obs_names = [f"s{i}" for i in range(n)]
+    ad.var_names = [f"gene{j}" for j in range(n_genes)]
+    ad.obs["array_row"] = row
+    ad.obs["array_col"] = col
+    ad.obsm["spatial"] = np.c_[col, row].astype(float)
+    label = np.where(left, "left", "right").astype(object)
+    label[0] = np.nan
+    ad.obs["label"] = pd.Categorical(label)
+    return ad
+
+
+def _hand_results() -> pd.DataFrame:
+    rows = []
+    for seed, (a_rmse, b_rmse, a_r, b_r) in enumerate([(1.0, 0.5, 0.9, 0.1), (3.0, 0.5, 0.7, 0.1)]):
+        for method, rmse, r in (("a", a_rmse, a_r), ("b", b_rmse, b_r)):
+            for metric, value in (("rmse", rmse), ("pearson", r), ("seconds", 1.0 + seed), ("peak_mb", 10.0)):
+                rows.append(("d", 100, 5, "p1", method, seed, metric, value, "ok", ""))
+        rows.append(("d", 100, 5, "p1", "c", seed, "seconds", 0.1, "failed", "ValueError: nope"))
+    cols = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_summarize_mean_sd():
+    s = summarize(_hand_results()).set_index(["method", "metric"])
+    assert s.loc[("a", "rmse"), "mean"] == pytest.approx(2.0)
+    assert s.loc[("a", "rmse"), "sd"] == pytest.approx(np.sqrt(2.0))  # sample sd of (1, 3)
+    assert s.loc[("b", "rmse"), "sd"] == 0.0
+    assert s.loc[("a", "pearson"), "mean"] == pytest.approx(0.8)
+    assert ("c", "seconds") not in s.index  # failed rows are not averaged
+
+
+def test_report_table_best_and_failed(tmp_path):
+    out = report(_hand_results(), out=tmp_path / "r.html")
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    # lower rmse is better: b; higher pearson is better: a
+    assert '<td class="best">0.5 &plusmn; 0</td>' in text
+    assert '<td class="best">0.8 &plusmn; 0.14</td>' in text
+    assert "failed: ValueError: nope" in text
+    assert text.count("<table>") == 2  # scores + cost of the one dataset
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == 2  # P1 bars + cost
+    assert not list(tmp_path.glob(".r.html.*"))  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
+
+
+def test_cli_benchmark_then_report(tmp_path):
+    path = tmp_path / "toy.h5ad"
+    _adata().write_h5ad(path)
+    csv = tmp_path / "res.csv"
+    code = main(
+        [
+            "benchmark",
+            str(path),
+            "--protocol",
+            "p1,p2,p4",
+            "--methods",
+            "raw,libsize_mean",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(csv),
+            "--in-process",
+        ]
+    )
+    assert code == 0
+    df = pd.read_csv(csv)
+    assert set(df["dataset"]) == {"toy"}
+    assert set(df["protocol"]) == {"p1", "p2", "p4"}
+    assert set(df["seed"]) == {0, 1}
+    assert (df["status"] == "ok").all()
+    v = df[df.seed == 0].set_index(["protocol", "method", "metric"])["value"]
+    assert v["p4", "raw", "ari_raw"] == pytest.approx(1.0)  # the two halves are well separated
+    assert v["p1", "raw", "zero_log1p"] == 0.0
+
+    html = tmp_path / "report.html"
+    assert main(["report", str(csv), "--data", str(path), "--out", str(html)]) == 0
+    text = html.read_text()
+    assert "<table>" in text
+    assert "toy" in text
+    # 3 protocol bar charts + cost + (maps, density, error histogram, domains) of the one dataset
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == 3 + 1 + 4
+    assert "gene" in text
+
+
+def test_report_rejects_foreign_table(tmp_path):
+    from spotfill._errors import InputError
+
+    with pytest.raises(InputError, match="lacks columns"):
+        report(pd.DataFrame({"x": [1]}), out=tmp_path / "r.html")
+
+
+def test_report_scale_series_with_failure(tmp_path):
+    rows = []
+    for n, secs, status, err in (
+        (1000, 0.5, "ok", ""),
+        (10000, 4.0, "ok", ""),
+        (100000, 60.0, "failed", "over time (> 60 s)"),
+    ):
+        for metric, value in (("seconds", secs), ("peak_mb", 100.0 * n / 1000 if status == "ok" else np.nan)):
+            rows.append((f"synthetic:{n}x200", n, 200, "p5", "m", 0, metric, value, status, err))
+    cols = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+    text = report(pd.DataFrame(rows, columns=cols), out=tmp_path / "scale.html").read_text()
+    assert len(re.findall(r"<img ", text)) == 1  # the cost figure only: no score protocol
+    assert "failed: over time (&gt; 60 s)" in text
