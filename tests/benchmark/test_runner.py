@@ -82,6 +82,7 @@ def test_external_callable_scored_exactly(ext):
         for key in ("rmse", "mae"):
             assert got[key] == pytest.approx(want[key], rel=1e-12)
         assert got["zero_log1p"] == pytest.approx(np.log1p(0.5))
+        assert got["rmse_counts"] == pytest.approx(np.sqrt(np.mean((m.values - 0.5) ** 2)), rel=1e-12)
         X_train, X_test = p2_split(ad.X, seed=seed)
         nll = df[(df.seed == seed) & (df.protocol == "p2") & (df.metric == "nll")]["value"].item()
         assert nll == pytest.approx(poisson_nll(X_test, X_train.toarray() + 0.5), rel=1e-12)

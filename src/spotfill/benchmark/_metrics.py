@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Metrics for which a smaller value is better (the report highlights the minimum).
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "nll", "seconds", "peak_mb"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "rmse_counts", "nll", "seconds", "peak_mb"})
 #: Metrics for which a larger value is better (the report highlights the maximum).
 HIGHER_IS_BETTER = frozenset({"pearson", "spearman", "gene_pearson", "ari"})
 
