@@ -111,6 +111,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
         out=args.out,
         isolate=not args.in_process,
+        frac=args.frac,
+        timeout=args.timeout,
     )
     print(f"wrote {args.out}")
     return 0
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--out", default="results.csv")
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
+    p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per method call (recorded as failed)")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")

@@ -87,6 +87,10 @@ def test_cli_benchmark_then_report(tmp_path):
             "--out",
             str(csv),
             "--in-process",
+            "--frac",
+            "0.1",
+            "--timeout",
+            "600",
         ]
     )
     assert code == 0
