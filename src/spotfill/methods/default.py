@@ -1,0 +1,485 @@
+"""spotfill's default method: a spatially smoothed Poisson factorisation of the counts.
+
+Model
+-----
+For spot ``i`` and gene ``g`` with library size ``l_i`` (the spot's observed total count)::
+
+    x_ig ~ Poisson(mu_ig),    mu_ig = l_i * sum_k (S U)_ik V_gk,    U, V >= 0,  sum_g V_gk = 1
+
+``V`` holds ``n_latent`` gene programmes (each a distribution over genes) and ``U`` the spot
+loadings. ``S = ((1 - a) I + a P)^2`` is a spatial smoothing operator built from the neighbour
+graph (``P`` = row-normalised adjacency, ``a`` = ``smooth``): every spot's effective loadings are
+a local average of free loadings, so the rates are smooth over the tissue by construction, and
+``smooth=0`` gives plain Poisson (KL) NMF with library offsets. The factors are fitted by
+multiplicative (majorise-minimise) updates of the Poisson likelihood, which need the rates only at
+the observed non-zero counts: each iteration costs ``O(nnz * n_latent)`` plus
+``O((n_spots + n_genes) * n_latent)``; no spots x genes array is formed during training.
+
+Count-aware output
+------------------
+Genes are over-dispersed around the low-rank rate. With a gene-specific Gamma prior on each
+entry's rate (mean ``mu_ig``, shape ``theta_g``, i.e. a negative-binomial model, ``theta_g`` fitted
+by maximum likelihood), the posterior mean rate given the observed count ``x_ig`` is
+``mu_ig (theta_g + x_ig) / (theta_g + mu_ig)``. ``shrink="nonzero"`` (default) applies this update
+to the observed non-zero counts and returns ``mu_ig`` at zeros (a zero is treated as missing
+evidence, which keeps imputation of dropped-out entries at the model rate); ``"all"`` applies it
+everywhere (best held-out likelihood, but it shrinks every zero, imputed or not); ``"none"``
+returns ``mu`` alone.
+
+Automatic tuning
+----------------
+``n_latent="auto"`` and ``smooth="auto"`` are chosen on a binomial-thinning split of the observed
+counts: ``X_a ~ Binomial(X, 1 - eps)``, ``X_b = X - X_a`` (independent Poisson halves), the model is
+fitted to ``X_a`` and scored by the Poisson deviance of ``X_b`` under the rescaled rates
+``mu * eps / (1 - eps)``. The rank is chosen first (at ``smooth=0.5``), then the smoothness at that
+rank; the table of scores is ``selection_``. The final model is fitted to all observed counts,
+warm-started from the selected fit.
+
+Compute and memory
+------------------
+CPU only (numba kernel for the rates at the non-zeros; a blocked numpy fallback when numba is
+missing). Training memory is ``O(nnz + (n_spots + n_genes) * n_latent)``. The dispersion fit reads
+at most ``max_spots_dispersion`` spots in dense blocks of bounded size. The prediction is the one
+dense ``float32`` spots x genes array (``4 * n_spots * n_genes`` bytes: 73 MB for Visium
+3,639 x 5,000, 43 GB for Visium HD 600k x 18k, where predictions should be taken per gene subset
+with :meth:`SpotfillModel.rates`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import gammaln
+
+from .._errors import InputError
+from .._logging import progress
+from ._base import BaseImputer
+from ._registry import register
+
+__all__ = ["SpotfillModel"]
+
+logger = logging.getLogger(__name__)
+
+_RANKS = (5, 10, 20)
+_SMOOTHS = (0.0, 0.5, 0.9)
+_THETA_GRID = np.exp(np.linspace(np.log(0.05), np.log(1000.0), 25))
+_BLOCK = 1 << 22  # entries per dense block (32 MB in float64)
+
+try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same numbers, slower
+    import numba
+
+    @numba.njit(cache=False)
+    def _rowdot_nb(indptr, indices, U, V, out):  # pragma: no cover - compiled
+        n, k = U.shape
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                g = indices[p]
+                s = 0.0
+                for j in range(k):
+                    s += U[i, j] * V[g, j]
+                out[p] = s
+
+    @numba.njit(cache=False)
+    def _ratio_rows_nb(indptr, indices, x, U, V, out):  # pragma: no cover - compiled
+        # out[i] = sum_g x_ig / (U_i . V_g) * V_g   (the U-update numerator, before S^T)
+        n, k = U.shape
+        out[:] = 0.0
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                g = indices[p]
+                s = 0.0
+                for j in range(k):
+                    s += U[i, j] * V[g, j]
+                r = x[p] / max(s, 1e-12)
+                for j in range(k):
+                    out[i, j] += r * V[g, j]
+
+    @numba.njit(cache=False)
+    def _ratio_cols_nb(indptr, indices, x, U, V, out):  # pragma: no cover - compiled
+        # out[g] = sum_i x_ig / (U_i . V_g) * U_i   (the V-update numerator)
+        n, k = U.shape
+        out[:] = 0.0
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                g = indices[p]
+                s = 0.0
+                for j in range(k):
+                    s += U[i, j] * V[g, j]
+                r = x[p] / max(s, 1e-12)
+                for j in range(k):
+                    out[g, j] += r * U[i, j]
+
+except ImportError:  # pragma: no cover - numba is a scanpy dependency
+    numba = None
+
+
+def _rowdot(X: sp.csr_matrix, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``(U @ V.T)`` at the stored entries of ``X``, in CSR order."""
+    out = np.empty(X.nnz, dtype=np.float64)
+    if numba is not None:
+        _rowdot_nb(X.indptr, X.indices, U, V, out)
+        return out
+    n, m = X.shape
+    step = max(1, _BLOCK // max(m, 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        a, b = X.indptr[s], X.indptr[e]
+        rows = np.repeat(np.arange(e - s), np.diff(X.indptr[s : e + 1]))
+        out[a:b] = (U[s:e] @ V.T)[rows, X.indices[a:b]]
+    return out
+
+
+def _ratio_products(X: sp.csr_matrix, U: np.ndarray, V: np.ndarray, *, side: Literal["rows", "cols"]) -> np.ndarray:
+    """``R @ V`` (``side="rows"``) or ``R.T @ U`` (``"cols"``) with ``R = X / (U V^T)`` at the non-zeros."""
+    if numba is not None:
+        out = np.empty((X.shape[0] if side == "rows" else X.shape[1], U.shape[1]))
+        kernel = _ratio_rows_nb if side == "rows" else _ratio_cols_nb
+        kernel(X.indptr, X.indices, X.data, U, V, out)
+        return out
+    R = sp.csr_matrix((X.data / np.maximum(_rowdot(X, U, V), 1e-12), X.indices, X.indptr), shape=X.shape)
+    return R @ V if side == "rows" else R.T @ U
+
+
+def _smoothing_operator(graph: sp.csr_matrix, smooth: float) -> sp.csr_matrix:
+    """``((1 - a) I + a P)^2`` with ``P`` the row-normalised adjacency (no self loops)."""
+    n = graph.shape[0]
+    eye = sp.identity(n, format="csr")
+    if smooth == 0:
+        return eye
+    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
+    A.setdiag(0)
+    A.eliminate_zeros()
+    A.data = np.abs(A.data)
+    d = np.asarray(A.sum(axis=1)).ravel()
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+    P = sp.diags(inv) @ A
+    # isolated spots keep their own loadings
+    S1 = (sp.diags(1.0 - smooth * (d > 0)) + smooth * P).tocsr()
+    return (S1 @ S1).tocsr()
+
+
+class _Fit:
+    """State of one factorisation: free loadings ``U``, programmes ``V`` and the operator ``S``."""
+
+    def __init__(self, U: np.ndarray, V: np.ndarray, S: sp.csr_matrix) -> None:
+        self.U, self.V, self.S = U, V, S
+
+    def loadings(self) -> np.ndarray:
+        return self.S @ self.U
+
+
+def _init_factors(X: sp.csr_matrix, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n, m = X.shape
+    gm = np.asarray(X.sum(axis=0)).ravel() + 1e-3
+    gm /= gm.sum()
+    V = gm[:, None] * rng.uniform(0.5, 1.5, size=(m, k))
+    V /= V.sum(axis=0, keepdims=True)
+    U = rng.uniform(0.5, 1.5, size=(n, k)) / k
+    return U, V
+
+
+def _poisson_nll(X: sp.csr_matrix, lib: np.ndarray, fit: _Fit, scale: float = 1.0) -> float:
+    """Mean over all entries of ``mu - x log mu`` with ``mu = scale * l_i (S U)_i . V_g`` (floored at 1e-6)."""
+    Ue = fit.loadings()
+    total = scale * float((lib @ Ue) @ fit.V.sum(axis=0))
+    mu = np.maximum(scale * lib[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))] * _rowdot(X, Ue, fit.V), 1e-6)
+    return (total - float(X.data @ np.log(mu))) / (X.shape[0] * X.shape[1])
+
+
+def _factorise(
+    X: sp.csr_matrix,
+    lib: np.ndarray,
+    fit: _Fit,
+    *,
+    max_iter: int,
+    tol: float,
+    show: bool,
+    desc: str,
+    heldout: tuple[sp.csr_matrix, float] | None = None,
+) -> list[tuple[int, float, float]]:
+    """Multiplicative Poisson-NMF updates of ``fit`` in place.
+
+    Returns ``(iteration, objective, held-out NLL)`` every 10 updates (NaN without ``heldout``). With
+    ``heldout = (X_b, scale)`` the run stops once the held-out NLL has risen twice in a row.
+    """
+    S, ST = fit.S, fit.S.T.tocsr()
+    U, V = fit.U, fit.V
+    ST_lib = ST @ lib
+    history: list[tuple[int, float, float]] = []
+    prev = np.inf
+    worse = 0
+    for it in progress(range(max_iter), enabled=show, desc=desc, leave=False):
+        U *= (ST @ _ratio_products(X, S @ U, V, side="rows")) / np.maximum(
+            ST_lib[:, None] * V.sum(axis=0)[None, :], 1e-30
+        )
+        Ue = S @ U
+        V *= _ratio_products(X, Ue, V, side="cols") / np.maximum((lib @ Ue)[None, :], 1e-30)
+        c = V.sum(axis=0)
+        c[c == 0] = 1.0
+        V /= c
+        U *= c
+        if (it + 1) % 10 == 0 or it + 1 == max_iter:
+            obj = _poisson_nll(X, lib, fit)
+            if heldout is None:
+                history.append((it + 1, obj, np.nan))
+            else:
+                score = _poisson_nll(heldout[0], lib, fit, scale=heldout[1])
+                worse = worse + 1 if history and score > history[-1][2] else 0
+                history.append((it + 1, obj, score))
+                if worse >= 2:
+                    break
+            if abs(prev - obj) <= tol * abs(obj):
+                break
+            prev = obj
+    return history
+
+
+def _fit_dispersion(X: sp.csr_matrix, lib: np.ndarray, Ue: np.ndarray, V: np.ndarray, spots: np.ndarray) -> np.ndarray:
+    """Per-gene negative-binomial shape ``theta`` (max likelihood on a log grid) given the rates."""
+    m = X.shape[1]
+    ll = np.zeros((len(_THETA_GRID), m))
+    step = max(1, _BLOCK // max(m, 1))
+    for s in range(0, len(spots), step):
+        idx = spots[s : s + step]
+        M = np.maximum(lib[idx, None] * (Ue[idx] @ V.T), 1e-10)
+        Xd = X[idx].toarray().astype(np.float64)
+        for t, th in enumerate(_THETA_GRID):
+            log_th_mu = np.log(th + M)
+            ll[t] += (
+                gammaln(Xd + th) - gammaln(th) + th * (np.log(th) - log_th_mu) + Xd * (np.log(M) - log_th_mu)
+            ).sum(axis=0)
+    return _THETA_GRID[np.argmax(ll, axis=0)]
+
+
+@register(
+    "spotfill",
+    family="spatial-count",
+    description="Spatially smoothed Poisson factorisation with library offsets and NB shrinkage; auto-tuned",
+    key_params=("n_latent", "smooth", "shrink"),
+)
+class SpotfillModel(BaseImputer):
+    """spotfill's default imputer: a spatially smoothed Poisson factorisation of the counts.
+
+    See the module documentation for the model. Every setting has a data-driven default, so
+    ``SpotfillModel().fit(X, graph=G).transform()`` needs no tuning.
+
+    Parameters
+    ----------
+    n_latent
+        Number of gene programmes, or ``"auto"`` (chosen among 5, 10, 20 on a thinning split).
+    smooth
+        Spatial smoothing strength ``a`` in ``[0, 1)`` of the loadings operator
+        ``((1 - a) I + a P)^2``, or ``"auto"`` (chosen among 0, 0.5, 0.9).
+    shrink
+        Negative-binomial posterior update of the rates by the observed counts: at the non-zero
+        counts (``"nonzero"``), everywhere (``"all"``) or nowhere (``"none"``).
+    max_iter
+        Maximum number of multiplicative updates of the final fit.
+    tune_iter
+        Updates per candidate during automatic selection.
+    tol
+        Stop when the objective changes by less than ``tol`` (relative) over 10 updates.
+    eps
+        Fraction of the counts held out by binomial thinning for automatic selection.
+    max_spots_dispersion
+        Number of spots (a seeded random subset) used to fit the gene dispersions.
+    seed
+        Seed of the initialisation, the thinning split and the dispersion subset.
+    progress
+        Show progress bars.
+
+    Attributes
+    ----------
+    loadings_
+        Smoothed spot loadings ``S U`` (``(n_spots, n_latent_)``), before the library size.
+    factors_
+        Gene programmes ``V`` (``(n_genes, n_latent_)``, columns sum to 1).
+    library_size_
+        Library size of each spot (observed total counts).
+    theta_
+        Negative-binomial shape of each gene (``inf`` = Poisson); larger means less over-dispersed.
+    n_latent_, smooth_
+        The settings used (chosen ones when ``"auto"``).
+    selection_
+        Table of the automatic selection: ``n_latent``, ``smooth``, held-out Poisson deviance
+        (``heldout_nll``, mean per entry) and seconds; empty when nothing was tuned.
+    history_
+        Objective (mean Poisson NLL per entry, up to a constant) every 10 updates of the final fit.
+    """
+
+    uses_graph = True
+
+    def __init__(
+        self,
+        n_latent: int | Literal["auto"] = "auto",
+        smooth: float | Literal["auto"] = "auto",
+        shrink: Literal["nonzero", "all", "none"] = "nonzero",
+        max_iter: int = 150,
+        tune_iter: int = 150,
+        tol: float = 1e-5,
+        eps: float = 0.1,
+        max_spots_dispersion: int = 2000,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.n_latent = n_latent
+        self.smooth = smooth
+        self.shrink = shrink
+        self.max_iter = max_iter
+        self.tune_iter = tune_iter
+        self.tol = tol
+        self.eps = eps
+        self.max_spots_dispersion = max_spots_dispersion
+        self.seed = seed
+        self.progress = progress
+
+    # --- validation ----------------------------------------------------------------------------
+    def _check_params(self, n_obs: int, n_vars: int) -> None:
+        if self.n_latent != "auto" and not (isinstance(self.n_latent, int | np.integer) and self.n_latent >= 1):
+            msg = f"n_latent must be a positive integer or 'auto', got {self.n_latent!r}."
+            raise InputError(msg)
+        if self.n_latent != "auto" and self.n_latent > min(n_obs, n_vars):
+            msg = f"n_latent={self.n_latent} exceeds min(n_spots, n_genes)={min(n_obs, n_vars)}: choose fewer."
+            raise InputError(msg)
+        if self.smooth != "auto" and not (isinstance(self.smooth, int | float) and 0 <= self.smooth < 1):
+            msg = f"smooth must be a number in [0, 1) or 'auto', got {self.smooth!r}."
+            raise InputError(msg)
+        if self.shrink not in ("nonzero", "all", "none"):
+            msg = f"shrink must be 'nonzero', 'all' or 'none', got {self.shrink!r}."
+            raise InputError(msg)
+        if not 0 < self.eps < 1:
+            msg = f"eps must be in (0, 1), got {self.eps!r}."
+            raise InputError(msg)
+        if self.max_iter < 1 or self.tune_iter < 1:
+            msg = "max_iter and tune_iter must be at least 1."
+            raise InputError(msg)
+
+    # --- fitting -------------------------------------------------------------------------------
+    def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
+        n, m = X.shape
+        self._check_params(n, m)
+        if graph is None:  # pragma: no cover - the base class builds a kNN graph from coords
+            msg = "SpotfillModel needs a spatial graph (graph=) or coordinates (coords=)."
+            raise InputError(msg)
+        X = sp.csr_matrix(X, dtype=np.float64)
+        X.sort_indices()
+        rng = np.random.default_rng(self.seed)
+        lib = np.asarray(X.sum(axis=1)).ravel()
+        ranks = [r for r in _RANKS if r <= min(n, m)] or [1]
+        ranks = ranks if self.n_latent == "auto" else [int(self.n_latent)]
+        smooths = list(_SMOOTHS) if self.smooth == "auto" else [float(self.smooth)]
+        operators: dict[float, sp.csr_matrix] = {}
+
+        def operator(a: float) -> sp.csr_matrix:
+            if a not in operators:
+                operators[a] = _smoothing_operator(graph, a)
+            return operators[a]
+
+        rows: list[dict] = []
+        if len(ranks) > 1 or len(smooths) > 1:
+            Xa = X.copy()
+            Xa.data = rng.binomial(X.data.astype(np.int64), 1.0 - self.eps).astype(np.float64)
+            Xb = (X - Xa).tocsr()
+            Xa.eliminate_zeros()
+            Xb.eliminate_zeros()
+            lib_a = np.asarray(Xa.sum(axis=1)).ravel()
+            scale = self.eps / (1.0 - self.eps)
+            init = {k: _init_factors(Xa, k, np.random.default_rng(self.seed)) for k in ranks}
+
+            def trial(k: int, a: float) -> None:
+                t0 = time.perf_counter()
+                U0, V0 = init[k]
+                fit = _Fit(U0.copy(), V0.copy(), operator(a))
+                hist = _factorise(
+                    Xa, lib_a, fit, max_iter=self.tune_iter, tol=self.tol, show=False, desc="", heldout=(Xb, scale)
+                )
+                it_best, _, score = min(hist, key=lambda h: h[2])
+                rows.append(
+                    {
+                        "n_latent": k,
+                        "smooth": a,
+                        "n_iter": it_best,
+                        "heldout_nll": score,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+                logger.info(
+                    "spotfill selection: n_latent=%d smooth=%.2f iter %d held-out NLL %.6f", k, a, it_best, score
+                )
+
+            a0 = 0.5 if 0.5 in smooths else smooths[0]
+            for k in progress(ranks, enabled=self.progress and len(ranks) > 1, desc="spotfill: rank", leave=False):
+                trial(k, a0)
+            k_best = min(ranks, key=lambda k: _row(rows, k, a0)["heldout_nll"])
+            for a in smooths:
+                if a != a0:
+                    trial(k_best, a)
+            a_best = min(smooths, key=lambda a: _row(rows, k_best, a)["heldout_nll"])
+            k, a = k_best, a_best
+            n_iter = int(_row(rows, k, a)["n_iter"])
+            use_tol = 0.0
+        else:
+            k, a = ranks[0], smooths[0]
+            n_iter, use_tol = self.max_iter, self.tol
+        U, V = _init_factors(X, k, np.random.default_rng(self.seed))
+        self.selection_ = pd.DataFrame(rows, columns=["n_latent", "smooth", "n_iter", "heldout_nll", "seconds"])
+        fit = _Fit(U, V, operator(a))
+        hist = _factorise(X, lib, fit, max_iter=n_iter, tol=use_tol, show=self.progress, desc="spotfill: fit")
+        self.history_ = pd.DataFrame([h[:2] for h in hist], columns=["iteration", "objective"])
+        self.n_latent_, self.smooth_ = k, a
+        self.loadings_ = fit.loadings()
+        self.factors_ = fit.V
+        self.library_size_ = lib
+        n_disp = min(n, self.max_spots_dispersion)
+        spots = np.sort(rng.choice(n, size=n_disp, replace=False)) if n_disp < n else np.arange(n)
+        self.theta_ = (
+            _fit_dispersion(X, lib, self.loadings_, self.factors_, spots)
+            if self.shrink != "none"
+            else np.full(m, np.inf)
+        )
+
+    # --- prediction ----------------------------------------------------------------------------
+    def rates(self, genes: np.ndarray | slice | None = None) -> np.ndarray:
+        """Model rates ``mu`` (count scale, before the posterior update) for all spots and ``genes``.
+
+        Parameters
+        ----------
+        genes
+            Gene indices or a slice (default: all genes).
+
+        Returns
+        -------
+        Dense ``float32`` array ``(n_spots, n_selected_genes)``.
+        """
+        self._check_fitted()
+        V = self.factors_ if genes is None else self.factors_[genes]
+        return ((self.library_size_[:, None] * self.loadings_) @ V.T).astype(np.float32)
+
+    def _predict(self, X: sp.csr_matrix) -> np.ndarray:
+        mu = self.rates()
+        if self.shrink == "none":
+            return mu
+        X = sp.csr_matrix(X, dtype=np.float64)
+        theta = self.theta_
+        if self.shrink == "nonzero":
+            rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+            cols = X.indices
+            m_nz = mu[rows, cols].astype(np.float64)
+            th = theta[cols]
+            mu[rows, cols] = (m_nz * (th + X.data) / (th + m_nz)).astype(np.float32)
+            return mu
+        # "all": zeros are evidence too; process in row blocks to bound the temporaries
+        step = max(1, _BLOCK // max(X.shape[1], 1))
+        for s in range(0, X.shape[0], step):
+            blk = mu[s : s + step].astype(np.float64)
+            mu[s : s + step] = (blk * (theta + X[s : s + step].toarray()) / (theta + blk)).astype(np.float32)
+        return mu
+
+
+def _row(rows: list[dict], k: int, a: float) -> dict:
+    return next(r for r in rows if r["n_latent"] == k and r["smooth"] == a)

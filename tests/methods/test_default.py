@@ -1,0 +1,119 @@
+"""Tests of spotfill's default model (``SpotfillModel``, registered as ``"spotfill"``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill.methods._registry import make_method
+from spotfill.methods.default import SpotfillModel
+
+
+def _grid_graph(side: int) -> sp.csr_matrix:
+    idx = np.arange(side * side).reshape(side, side)
+    a = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    b = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    W = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(side * side, side * side))
+    return (W + W.T).tocsr()
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Spatially smooth rank-3 Poisson data on a 14 x 14 grid: (counts, graph, true rates)."""
+    rng = np.random.default_rng(1)
+    side, n_genes, rank = 14, 80, 3
+    yy, xx = np.mgrid[0:side, 0:side] / (side - 1)
+    centres = [(0.2, 0.2), (0.8, 0.3), (0.5, 0.85)]
+    U = np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.08).ravel() for cx, cy in centres], axis=1)
+    U = U / U.sum(axis=1, keepdims=True)
+    V = rng.gamma(0.6, 1.0, size=(n_genes, rank))
+    V /= V.sum(axis=0, keepdims=True)
+    lib = rng.uniform(300, 700, size=side * side)
+    rate = lib[:, None] * (U @ V.T)
+    X = sp.csr_matrix(rng.poisson(rate).astype(np.float32))
+    return X, _grid_graph(side), rate
+
+
+def _deviance(rate: np.ndarray, pred: np.ndarray) -> float:
+    """Mean Poisson KL divergence of the prediction from the true rate."""
+    p = np.maximum(pred, 1e-8)
+    return float(np.mean(rate * np.log(rate / p) - rate + p))
+
+
+def test_recovers_truth_better_than_controls(synthetic):
+    X, G, rate = synthetic
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    gene_mean = np.outer(lib, np.asarray(X.sum(axis=0)).ravel() / lib.sum())
+    smooth = SpotfillModel(n_latent=3, smooth=0.5, shrink="none", progress=False).fit(X, graph=G).transform()
+    flat = SpotfillModel(n_latent=3, smooth=0.0, shrink="none", progress=False).fit(X, graph=G).transform()
+    d_smooth, d_flat, d_mean = _deviance(rate, smooth), _deviance(rate, flat), _deviance(rate, gene_mean)
+    assert d_smooth < d_flat < d_mean
+    assert d_smooth < 0.5 * d_mean
+    # the default (auto-tuned, NB-shrunk) output is also far closer to the truth than the gene mean
+    auto = SpotfillModel(progress=False).fit(X, graph=G).transform()
+    assert _deviance(rate, auto) < 0.5 * d_mean
+
+
+def test_auto_selection_picks_smallest_sufficient_rank(synthetic):
+    X, G, _ = synthetic
+    model = SpotfillModel(progress=False).fit(X, graph=G)
+    assert model.n_latent_ == 5  # true rank 3; candidates 5, 10, 20
+    assert model.smooth_ > 0  # the truth is spatially smooth
+    sel = model.selection_
+    assert len(sel) == 5
+    assert sel["heldout_nll"].idxmin() == sel.index[(sel.n_latent == 5) & (sel.smooth == model.smooth_)][0]
+
+
+def test_output_shape_scale_and_library_sizes(synthetic):
+    X, G, _ = synthetic
+    Y = SpotfillModel(n_latent=3, smooth=0.0, shrink="none", max_iter=400, tol=0, progress=False).fit_transform(
+        X, graph=G
+    )
+    assert Y.shape == X.shape
+    assert Y.dtype == np.float32
+    assert (Y >= 0).all()
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(Y.sum(axis=1), lib, rtol=1e-3)
+
+
+def test_shrink_nonzero_moves_observed_counts_only(synthetic):
+    X, G, _ = synthetic
+    model = SpotfillModel(n_latent=3, smooth=0.5, progress=False).fit(X, graph=G)
+    mu = model.rates()
+    Y = model.transform()
+    Xd = X.toarray()
+    np.testing.assert_array_equal(Y[Xd == 0], mu[Xd == 0])
+    nz = Xd > 0
+    # posterior mean lies between the model rate and the observed count
+    lo, hi = np.minimum(mu[nz], Xd[nz]), np.maximum(mu[nz], Xd[nz])
+    assert (Y[nz] >= lo - 1e-4).all()
+    assert (Y[nz] <= hi + 1e-4).all()
+    theta = model.theta_[np.nonzero(nz)[1]]
+    np.testing.assert_allclose(Y[nz], mu[nz] * (theta + Xd[nz]) / (theta + mu[nz]), rtol=1e-5)
+
+
+def test_masked_entries_do_not_leak(synthetic):
+    X, G, _ = synthetic
+    mask = np.zeros(X.shape, dtype=bool)
+    mask[[3, 50, 100], [2, 7, 11]] = True
+    X2 = X.toarray()
+    X2[mask] += 25
+    a = SpotfillModel(progress=False).fit(X, graph=G, mask=mask).transform()
+    b = SpotfillModel(progress=False).fit(sp.csr_matrix(X2), graph=G, mask=mask).transform()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_same_seed_same_output(synthetic):
+    X, G, _ = synthetic
+    a = SpotfillModel(n_latent=3, seed=3, progress=False).fit_transform(X, graph=G)
+    b = SpotfillModel(n_latent=3, seed=3, progress=False).fit_transform(X, graph=G)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_registered_and_validates():
+    model = make_method("spotfill", n_latent=4, seed=1)
+    assert isinstance(model, SpotfillModel)
+    assert model.n_latent == 4
+    with pytest.raises(ValueError, match="smooth"):
+        SpotfillModel(smooth=1.5).fit(sp.csr_matrix(np.ones((4, 3))), graph=_grid_graph(2))
