@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotfill._errors import InputError
+from spotfill.benchmark import peers
+
+NAMES = ["magic", "scvi", "stagate", "smoother", "halra"]
+# short training for the tool runs of the tests
+FAST = {"scvi": {"max_epochs": 5}, "stagate": {"n_epochs": 10}, "smoother": {"max_epochs": 20}}
+
+
+@pytest.fixture(autouse=True)
+def _no_peer_python(monkeypatch):
+    for var in ["SPOTFILL_PEER_PYTHON", *(f"SPOTFILL_PEER_PYTHON_{n.upper()}" for n in NAMES)]:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def grid_counts() -> tuple[sp.csr_matrix, np.ndarray]:
+    """60 spots on a 10 x 6 grid x 40 genes, Poisson counts with a left-right gradient (seed 0)."""
+    rng = np.random.default_rng(0)
+    xy = np.stack(np.meshgrid(np.arange(10.0), np.arange(6.0)), -1).reshape(-1, 2)
+    rate = np.exp(rng.normal(0.0, 1.0, 40))[None, :] * (1.0 + xy[:, :1] / 10.0)
+    return sp.csr_matrix(rng.poisson(rate).astype(np.float32)), xy
+
+
+def test_peers_table_has_the_five_adapters():
+    assert list(peers.PEERS) == NAMES
+    assert set(peers.PEER_PACKAGES) == set(NAMES)
+    for fn in peers.PEERS.values():
+        params = inspect.signature(fn).parameters
+        assert list(params)[:2] == ["X", "coords"]
+        assert params["seed"].default == 0
+        assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_benchmark_defaults():
+    sig = {name: inspect.signature(fn).parameters for name, fn in peers.PEERS.items()}
+    assert sig["scvi"]["max_epochs"].default == 200
+    assert sig["stagate"]["n_epochs"].default == 500
+    assert sig["stagate"]["n_top_genes"].default == 3000
+    assert sig["smoother"]["max_epochs"].default == 200
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_tool_raises_clear_input_error(name, monkeypatch, grid_counts):
+    real = importlib.import_module
+
+    def fail(mod, *args, **kwargs):
+        if mod.split(".")[0] == peers.PEER_PACKAGES[name][2]:
+            raise ModuleNotFoundError(f"No module named {mod!r}")
+        return real(mod, *args, **kwargs)
+
+    monkeypatch.setattr(peers.importlib, "import_module", fail)
+    X, xy = grid_counts
+    display, dist, _ = peers.PEER_PACKAGES[name]
+    with pytest.raises(InputError, match="is not installed") as info:
+        peers.PEERS[name](X, xy)
+    msg = str(info.value)
+    assert msg.startswith(f"{display} ({dist}) is not installed")
+    assert "pip install 'spotfill[peers]'" in msg
+    assert f"SPOTFILL_PEER_PYTHON_{name.upper()}" in msg
+
+
+def test_available_peers_uses_find_spec(monkeypatch):
+    present = {"magic", "halra"}
+    monkeypatch.setattr(
+        peers.importlib.util, "find_spec", lambda mod: object() if mod in present else None, raising=True
+    )
+    assert peers.available_peers() == {
+        "magic": True,
+        "scvi": False,
+        "stagate": False,
+        "smoother": False,
+        "halra": True,
+    }
+
+
+def test_peer_python_precedence(monkeypatch):
+    assert peers.peer_python("scvi") is None
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON", "/envs/all/bin/python")
+    assert peers.peer_python("scvi") == "/envs/all/bin/python"
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_SCVI", "/envs/scvi/bin/python")
+    assert peers.peer_python("scvi") == "/envs/scvi/bin/python"
+    assert peers.peer_python("magic") == "/envs/all/bin/python"
+    with pytest.raises(InputError, match="unknown peer"):
+        peers.peer_python("saver")  # type: ignore[arg-type]
+
+
+def test_bad_coords_raise(grid_counts):
+    X, xy = grid_counts
+    with pytest.raises(InputError, match="coords has shape"):
+        peers.run_halra(X, xy[:10])
+
+
+def test_gene_mean_by_library_hand_computed():
+    M = sp.csr_matrix(np.array([[1.0, 3.0], [0.0, 4.0]], dtype=np.float32))
+    lib = np.array([4.0, 4.0])
+    # gene shares: 1/8 and 7/8 of all counts; each spot has 4 counts
+    np.testing.assert_allclose(peers._gene_mean_by_library(M, lib), [[0.5, 3.5], [0.5, 3.5]])
+
+
+def test_log_normalise_hand_computed():
+    M = sp.csr_matrix(np.array([[1.0, 3.0], [0.0, 2.0]], dtype=np.float32))
+    L = peers._log_normalise(M, np.array([4.0, 2.0])).toarray()
+    np.testing.assert_allclose(L, np.log1p([[2500.0, 7500.0], [0.0, 10000.0]]), rtol=1e-6)
+
+
+def test_worker_protocol_round_trip(monkeypatch, tmp_path):
+    """The worker reads the npz, runs the local implementation with the options and writes Y."""
+    seen = {}
+
+    def fake(M, C, *, seed):
+        seen.update(shape=M.shape, nnz=M.nnz, coords=C.copy(), seed=seed)
+        return np.asarray(M.toarray() * 2.0, dtype=np.float32)
+
+    monkeypatch.setitem(peers._LOCAL, "halra", fake)
+    M = sp.csr_matrix(np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0]], dtype=np.float32))
+    C = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    src, dst = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(src, data=M.data, indices=M.indices, indptr=M.indptr, shape=np.asarray(M.shape), coords=C)
+    assert peers._main_worker(["halra", str(src), str(dst), json.dumps({"seed": 7})]) == 0
+    with np.load(dst) as f:
+        np.testing.assert_array_equal(f["Y"], [[0.0, 2.0], [4.0, 0.0], [0.0, 6.0]])
+    assert seen["shape"] == (3, 2)
+    assert seen["nnz"] == 3
+    assert seen["seed"] == 7
+    np.testing.assert_array_equal(seen["coords"], C)
+
+
+def test_worker_reports_missing_tool(monkeypatch, tmp_path):
+    real = importlib.import_module
+
+    def fail(mod, *args, **kwargs):
+        if mod == "halra":
+            raise ModuleNotFoundError("No module named 'halra'")
+        return real(mod, *args, **kwargs)
+
+    monkeypatch.setattr(peers.importlib, "import_module", fail)
+    M = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    src = tmp_path / "in.npz"
+    np.savez(src, data=M.data, indices=M.indices, indptr=M.indptr, shape=np.asarray(M.shape), coords=np.zeros((3, 2)))
+    options = json.dumps({"n_iter": 2, "quantile_prob": 0.001, "seed": 0})
+    assert peers._main_worker(["halra", str(src), str(tmp_path / "out.npz"), options]) == 3
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_bad_peer_python_is_an_input_error(monkeypatch, grid_counts, tmp_path):
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_HALRA", str(tmp_path / "no-such-python"))
+    X, xy = grid_counts
+    with pytest.raises(InputError, match="cannot start the HALRA interpreter"):
+        peers.run_halra(X, xy)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_installed_peer_runs_on_tiny_data(name, grid_counts):
+    module = peers.PEER_PACKAGES[name][2]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not installed")
+    X, xy = grid_counts
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    Y = peers.PEERS[name](X, xy, **FAST.get(name, {}))
+    assert Y.shape == X.shape
+    assert Y.dtype == np.float32
+    assert np.all(np.isfinite(Y))
+    assert Y.min() >= 0.0
+    # on the count scale of each spot: row sums within a factor 4 of the observed library sizes
+    ratio = Y.sum(axis=1) / lib
+    assert ratio.min() > 0.25
+    assert ratio.max() < 4.0
+    # the same seed gives the same result
+    if name in ("magic", "halra", "smoother"):
+        np.testing.assert_allclose(peers.PEERS[name](X, xy, **FAST.get(name, {})), Y, rtol=1e-5, atol=1e-6)
