@@ -9,7 +9,7 @@ Prints one Markdown table row per method: best and median wall time over the rep
 type and its size. With ``--p1`` it also prints an informal P1 check (seed 0, 10 % of the non-zeros
 held out, see BENCHMARK.md; the benchmark package's runner is the reference implementation):
 log1p RMSE and Pearson on the held-out entries, and the mean log1p prediction on 20,000 zero entries
-(over-imputation). The numbers go to docs/_sections/baselines.md.
+(over-imputation). The numbers go to docs/baselines.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Wall time of the study's models (default settings) on a Visium section.
 
-Run: nice -n 5 /work/venv/bin/python benchmarks/study_speed.py [dataset] ; numbers go to docs/_sections/study.md.
+Run: nice -n 5 /work/venv/bin/python benchmarks/study_speed.py [dataset] ; numbers go to docs/study.md.
 """
 
 from __future__ import annotations
