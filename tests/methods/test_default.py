@@ -117,3 +117,38 @@ def test_registered_and_validates():
     assert model.n_latent == 4
     with pytest.raises(ValueError, match="smooth"):
         SpotfillModel(smooth=1.5).fit(sp.csr_matrix(np.ones((4, 3))), graph=_grid_graph(2))
+
+
+def test_parallel_kernels_match_the_numpy_fallback(synthetic, monkeypatch):
+    from spotfill.methods import default as mod
+
+    X, _, _ = synthetic
+    rng = np.random.default_rng(0)
+    U = rng.uniform(0.1, 1.0, size=(X.shape[0], 4))
+    V = rng.dirichlet(np.ones(X.shape[1]), size=4).T
+    counts = mod._Counts(X)
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    fast = [mod._ratio_products(counts, U, V, side=s) for s in ("rows", "cols")]
+    theta_fast = mod._fit_dispersion(counts.csr, lib, U, V, np.arange(X.shape[0]))
+    monkeypatch.setattr(mod, "numba", None)
+    slow = [mod._ratio_products(counts, U, V, side=s) for s in ("rows", "cols")]
+    theta_slow = mod._fit_dispersion(counts.csr, lib, U, V, np.arange(X.shape[0]))
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    # hand check of one entry of the U-update numerator: sum_g x_ig / (U_i . V_g) * V_g
+    Xd = X.toarray()
+    np.testing.assert_allclose(fast[0][5], (Xd[5] / (V @ U[5])) @ V, rtol=1e-10)
+    np.testing.assert_array_equal(theta_fast, theta_slow)
+
+
+def test_refine_iter_warm_starts_from_the_selected_candidate(synthetic):
+    X, G, rate = synthetic
+    model = SpotfillModel(refine_iter=5, progress=False).fit(X, graph=G)
+    assert model.history_["iteration"].max() == 5  # 5 updates after the warm start
+    again = SpotfillModel(refine_iter=5, progress=False).fit(X, graph=G)
+    np.testing.assert_array_equal(model.transform(), again.transform())
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    gene_mean = np.outer(lib, np.asarray(X.sum(axis=0)).ravel() / lib.sum())
+    assert _deviance(rate, model.rates()) < 0.5 * _deviance(rate, gene_mean)
+    with pytest.raises(ValueError, match="refine_iter"):
+        SpotfillModel(refine_iter=0).fit(X, graph=G)
