@@ -34,6 +34,32 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _write_h5ad(path: Path, X, *, obs_names=None, var_names=None, spatial: bool = True) -> Path:
+    import warnings
+
+    import anndata as ad
+
+    X = np.asarray(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anndata warns about repeated names
+        adata = ad.AnnData(sp.csr_matrix(X))
+        if obs_names is not None:
+            adata.obs_names = obs_names
+        if var_names is not None:
+            adata.var_names = var_names
+        if spatial:
+            adata.obsm["spatial"] = np.zeros((X.shape[0], 2))
+        adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture
+def write_h5ad() -> Callable[..., Path]:
+    """Return a writer of small (possibly invalid) ``.h5ad`` files: ``write_h5ad(path, X, *, obs_names,
+    var_names, spatial)``; anndata's warnings about repeated names are silenced."""
+    return _write_h5ad
+
+
 @pytest.fixture
 def tiny_counts() -> sp.csr_matrix:
     """A 6 x 4 Poisson(2) count matrix (seed 0)."""

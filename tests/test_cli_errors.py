@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from spotfill.cli import main
 
 
-def write_h5ad(path: Path, X, *, obs_names=None, var_names=None, spatial: bool = True) -> Path:
-    X = np.asarray(X, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # anndata warns about repeated names
-        adata = ad.AnnData(sp.csr_matrix(X))
-        if obs_names is not None:
-            adata.obs_names = obs_names
-        if var_names is not None:
-            adata.var_names = var_names
-        if spatial:
-            adata.obsm["spatial"] = np.zeros((X.shape[0], 2))
-        adata.write_h5ad(path)
-    return path
-
-
-def bad_file(tmp_path: Path, case: str) -> Path:
+def bad_file(tmp_path: Path, case: str, write_h5ad) -> Path:
     if case == "missing":
         return tmp_path / "nothere.h5ad"
     if case == "unknown format":
@@ -62,8 +44,8 @@ def bad_file(tmp_path: Path, case: str) -> Path:
         ("empty", "is empty (shape (0, 2))"),
     ],
 )
-def test_info_on_bad_files(tmp_path, capsys, case, message):
-    code = main(["info", str(bad_file(tmp_path, case))])
+def test_info_on_bad_files(tmp_path, capsys, case, message, write_h5ad):
+    code = main(["info", str(bad_file(tmp_path, case, write_h5ad))])
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out == ""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -13,21 +11,6 @@ import scipy.sparse as sp
 
 from spotfill import InputError
 from spotfill.io import read
-
-
-def write_h5ad(path: Path, X, *, obs_names=None, var_names=None, spatial: bool = True) -> Path:
-    X = np.asarray(X, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # anndata warns about repeated names
-        adata = ad.AnnData(sp.csr_matrix(X))
-        if obs_names is not None:
-            adata.obs_names = obs_names
-        if var_names is not None:
-            adata.var_names = var_names
-        if spatial:
-            adata.obsm["spatial"] = np.zeros((X.shape[0], 2))
-        adata.write_h5ad(path)
-    return path
 
 
 def test_missing_path(tmp_path):
@@ -52,7 +35,7 @@ def test_corrupt_h5ad(tmp_path):
         read(tmp_path / "bad.h5ad")
 
 
-def test_h5ad_without_coordinates(tmp_path):
+def test_h5ad_without_coordinates(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1, 2]], spatial=False)
     with pytest.raises(
         InputError, match=r"has no spot coordinates \(adata.obsm\['spatial'\] is missing\): pass coords="
@@ -61,7 +44,7 @@ def test_h5ad_without_coordinates(tmp_path):
     assert read(path, validate=False).shape == (1, 2)
 
 
-def test_h5ad_coordinates_elsewhere_are_hinted(tmp_path):
+def test_h5ad_coordinates_elsewhere_are_hinted(tmp_path, write_h5ad):
     adata = ad.AnnData(sp.csr_matrix(np.ones((2, 2), dtype=np.float32)))
     adata.obsm["X_spatial"] = np.zeros((2, 2))
     adata.write_h5ad(tmp_path / "x.h5ad")
@@ -75,7 +58,7 @@ def test_table_without_coordinates(tmp_path):
         read(tmp_path / "c.csv")
 
 
-def test_nan_counts(tmp_path):
+def test_nan_counts(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1, np.nan], [0, 2]])
     with pytest.raises(InputError, match="contains 1 NaN or infinite values: replace them"):
         read(path)
@@ -84,7 +67,7 @@ def test_nan_counts(tmp_path):
         read(tmp_path / "t.tsv")
 
 
-def test_negative_counts(tmp_path):
+def test_negative_counts(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1, -2], [0, 2]])
     with pytest.raises(InputError, match=r"contains negative values \(min -2\): spotfill needs raw counts"):
         read(path)
@@ -96,7 +79,7 @@ def test_non_numeric_table(tmp_path):
         read(tmp_path / "t.tsv")
 
 
-def test_duplicate_spot_names(tmp_path):
+def test_duplicate_spot_names(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1, 2], [3, 4]], obs_names=["a", "a"])
     with pytest.raises(InputError, match=r"duplicate spot names \(e.g. \['a'\]\): make them unique"):
         read(path)
@@ -107,7 +90,7 @@ def test_duplicate_spot_names(tmp_path):
         read(tmp_path / "t.tsv")
 
 
-def test_duplicate_gene_names(tmp_path):
+def test_duplicate_gene_names(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1, 2]], var_names=["G", "G"])
     with pytest.raises(InputError, match=r"duplicate gene names \(e.g. \['G'\]\): make them unique first"):
         read(path)
@@ -116,7 +99,7 @@ def test_duplicate_gene_names(tmp_path):
         read(tmp_path / "t.tsv")
 
 
-def test_empty_matrix(tmp_path):
+def test_empty_matrix(tmp_path, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", np.zeros((0, 3)))
     with pytest.raises(InputError, match=r"is empty \(shape \(0, 3\)\): load a matrix with at least one spot"):
         read(path)
@@ -130,7 +113,7 @@ def test_empty_matrix(tmp_path):
         read(tmp_path / "blank.tsv", format="table")
 
 
-def test_non_integer_counts_only_warn(tmp_path, caplog):
+def test_non_integer_counts_only_warn(tmp_path, caplog, write_h5ad):
     path = write_h5ad(tmp_path / "x.h5ad", [[1.5, 2], [0, 2]])
     with caplog.at_level(logging.WARNING, logger="spotfill"):
         adata = read(path)
