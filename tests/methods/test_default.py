@@ -152,3 +152,65 @@ def test_refine_iter_warm_starts_from_the_selected_candidate(synthetic):
     assert _deviance(rate, model.rates()) < 0.5 * _deviance(rate, gene_mean)
     with pytest.raises(ValueError, match="refine_iter"):
         SpotfillModel(refine_iter=0).fit(X, graph=G)
+
+
+def test_tuning_tile_is_contiguous_and_spans_components():
+    from scipy.sparse import csgraph
+
+    from spotfill.methods.default import _tuning_tile
+
+    G = _grid_graph(10)  # one component of 100 spots
+    tile = _tuning_tile(G, 37, np.random.default_rng(0))
+    assert len(tile) == 37 and len(np.unique(tile)) == 37
+    n_comp, _ = csgraph.connected_components(G[tile][:, tile], directed=False)
+    assert n_comp == 1  # a breadth-first patch, not scattered spots
+    # two disjoint 5 x 5 sections: 40 spots need both, and each part stays contiguous
+    two = sp.block_diag([_grid_graph(5), _grid_graph(5)]).tocsr()
+    tile = _tuning_tile(two, 40, np.random.default_rng(3))
+    assert len(tile) == 40
+    assert 15 <= (tile < 25).sum() <= 25
+    n_comp, _ = csgraph.connected_components(two[tile][:, tile], directed=False)
+    assert n_comp == 2
+
+
+def test_tuning_on_a_tile_selects_like_full_tuning(synthetic):
+    X, G, rate = synthetic
+    full = SpotfillModel(progress=False).fit(X, graph=G)
+    tiled = SpotfillModel(max_spots_tune=120, progress=False).fit(X, graph=G)
+    assert full.n_spots_tuned_ == 196 and tiled.n_spots_tuned_ == 120
+    assert tiled.n_latent_ in (5, 10)  # true rank 3; 120 noisy spots may not separate 5 from 10
+    assert tiled.smooth_ > 0
+    assert len(tiled.selection_) == len(full.selection_) == 5
+    # the final fit uses every spot either way, so the output is as close to the truth
+    assert _deviance(rate, tiled.transform()) < 1.1 * _deviance(rate, full.transform())
+    with pytest.raises(Exception, match="max_spots_tune"):
+        SpotfillModel(max_spots_tune=3, progress=False).fit(X, graph=G)
+
+
+def test_smoothing_operator_power_and_candidates():
+    from spotfill.methods.default import _smoothing_candidates, _smoothing_operator
+
+    # path graph 0 - 1 - 2: P rows (0, 1, 0), (1/2, 0, 1/2), (0, 1, 0)
+    G = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
+    S1 = _smoothing_operator(G, 0.5, steps=1).toarray()
+    np.testing.assert_allclose(S1, [[0.5, 0.5, 0], [0.25, 0.5, 0.25], [0, 0.5, 0.5]])
+    np.testing.assert_allclose(_smoothing_operator(G, 0.5, steps=3).toarray(), S1 @ S1 @ S1)
+    np.testing.assert_allclose(_smoothing_operator(G, 0.5).toarray(), S1 @ S1)  # default power 2
+    np.testing.assert_allclose(_smoothing_operator(G, 0.0, steps=4).toarray(), np.eye(3))
+    assert _smoothing_candidates("auto", 2) == [(0.0, 2), (0.5, 2), (0.9, 2)]
+    assert _smoothing_candidates(0.3, "auto") == [(0.3, 2), (0.3, 4), (0.3, 8)]
+    assert _smoothing_candidates(0.0, "auto") == [(0.0, 2)]
+    assert _smoothing_candidates("auto", "auto") == [(0.0, 2), (0.5, 2), (0.7, 4), (0.7, 8)]
+    assert _smoothing_candidates(0.5, 3) == [(0.5, 3)]
+
+
+def test_smooth_steps_auto_selects_among_widths(synthetic):
+    X, G, _ = synthetic
+    model = SpotfillModel(n_latent=5, smooth=0.5, smooth_steps="auto", progress=False).fit(X, graph=G)
+    sel = model.selection_
+    assert sel["smooth_steps"].tolist() == [2, 4, 8]
+    best = sel.loc[sel["heldout_nll"].idxmin()]
+    assert (model.smooth_, model.smooth_steps_) == (0.5, best["smooth_steps"])
+    assert model.n_latent_ == 5
+    with pytest.raises(Exception, match="smooth_steps"):
+        SpotfillModel(smooth_steps=0, progress=False).fit(X, graph=G)
