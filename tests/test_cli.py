@@ -184,3 +184,25 @@ def test_python_m_spotfill_version():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"spotfill {spotfill.__version__}"
+
+
+def test_impute_genes_subset_to_h5ad_and_csv(h5ad, capsys):
+    src = ad.read_h5ad(h5ad)
+    X = src.X.toarray()
+    fill = X.sum(0) / (X > 0).sum(0)
+    expected = np.where(X > 0, X, fill[None, :])[:, [4, 0]]
+    out = h5ad.parent / "sub.h5ad"
+    assert main(["impute", str(h5ad), str(out), "--method", "mean", "--genes", "g4, g0"]) == 0
+    res = ad.read_h5ad(out)
+    assert "imputed_mean" not in res.layers
+    np.testing.assert_allclose(res.obsm["imputed_mean"][["g4", "g0"]].to_numpy(), expected, rtol=1e-6)
+    table_path = h5ad.parent / "sub.csv"
+    assert main(["impute", str(h5ad), str(table_path), "--method", "mean", "--genes", "g4,g0"]) == 0
+    table = pd.read_csv(table_path, index_col=0)
+    assert list(table.columns) == ["g4", "g0"]
+    np.testing.assert_allclose(table.to_numpy(), expected, rtol=1e-6)
+    capsys.readouterr()
+    code = main(["impute", str(h5ad), str(h5ad.parent / "x.csv"), "--method", "mean", "--genes", "g9"])
+    assert "not in adata.var_names" in one_line_error(capsys, code)
+    code = main(["impute", str(h5ad), str(h5ad.parent / "y.csv"), "--genes", "g1", "--export-layer", "counts"])
+    assert "exclude each other" in one_line_error(capsys, code)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -45,12 +46,22 @@ def store_result(
     layer: str | None = None,
     connectivity_key: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    genes: Sequence[str] | None = None,
 ) -> None:
-    """Write ``values`` to ``adata.layers[key_added]`` and describe it in ``adata.uns[key_added]``."""
-    if values.shape != adata.shape:
-        msg = f"result has shape {values.shape}, expected {adata.shape}"
+    """Write ``values`` to ``adata.layers[key_added]`` and describe it in ``adata.uns[key_added]``.
+
+    With ``genes`` (the names of ``values``' columns, a subset of the genes), ``values`` goes to
+    ``adata.obsm[key_added]`` as a DataFrame instead: a layer must hold every gene.
+    """
+    expected = adata.shape if genes is None else (adata.n_obs, len(genes))
+    if values.shape != expected:
+        msg = f"result has shape {values.shape}, expected {expected}"
         raise ValueError(msg)
-    adata.layers[key_added] = values
+    if genes is None:
+        adata.layers[key_added] = values
+    else:
+        dense = values.toarray() if sp.issparse(values) else np.asarray(values)
+        adata.obsm[key_added] = pd.DataFrame(dense, index=adata.obs_names.copy(), columns=pd.Index(genes, dtype=str))
     info = {
         "method": method,
         "params": h5ad_safe(dict(params)),
@@ -58,6 +69,9 @@ def store_result(
         "connectivity_key": h5ad_safe(connectivity_key),
         "version": __version__,
     }
+    if genes is not None:
+        info["stored_in"] = "obsm"
+        info["genes"] = [str(g) for g in genes]
     if extra:
         info.update(h5ad_safe(dict(extra)))
     adata.uns[key_added] = info

@@ -85,9 +85,17 @@ def _cmd_impute(args: argparse.Namespace) -> int:
     key = args.key_added or f"imputed_{args.method or _resolve_default()}"
     adata = read(args.input, **_read_options(args))
     table = not args.output.lower().endswith(".h5ad")
-    layer = (args.export_layer or key) if table else args.export_layer
+    genes = [g.strip() for g in args.genes.split(",") if g.strip()] if args.genes is not None else None
+    if genes is not None and args.export_layer is not None:
+        msg = "--export-layer and --genes exclude each other: --genes exports the imputed genes themselves."
+        raise SpotfillError(msg)
+    layer = (args.export_layer or key) if table and genes is None else args.export_layer
     check_target(adata, args.output, overwrite=args.overwrite, layer=layer)  # fail before a long imputation
-    impute(adata, args.method, layer=args.layer, key_added=key, seed=seed, device=device, **params)
+    impute(adata, args.method, layer=args.layer, key_added=key, genes=genes, seed=seed, device=device, **params)
+    if genes is not None and table:  # the spots x genes table of the imputed genes
+        import anndata as ad
+
+        adata = ad.AnnData(adata.obsm[key])
     write(adata, args.output, overwrite=args.overwrite, layer=layer)
     print(f"wrote {args.output}")
     return 0
@@ -154,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
     p.add_argument("--key-added", default=None, help="output layer name (default imputed_<method>)")
     p.add_argument("--layer", default=None, help="input layer with raw counts (default X)")
+    p.add_argument(
+        "--genes",
+        default=None,
+        help="comma-separated gene names: predict only these, into obsm[key] (.h5ad) or the table; for large data",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output file")

@@ -161,7 +161,8 @@ def test_tuning_tile_is_contiguous_and_spans_components():
 
     G = _grid_graph(10)  # one component of 100 spots
     tile = _tuning_tile(G, 37, np.random.default_rng(0))
-    assert len(tile) == 37 and len(np.unique(tile)) == 37
+    assert len(tile) == 37
+    assert len(np.unique(tile)) == 37
     n_comp, _ = csgraph.connected_components(G[tile][:, tile], directed=False)
     assert n_comp == 1  # a breadth-first patch, not scattered spots
     # two disjoint 5 x 5 sections: 40 spots need both, and each part stays contiguous
@@ -177,7 +178,8 @@ def test_tuning_on_a_tile_selects_like_full_tuning(synthetic):
     X, G, rate = synthetic
     full = SpotfillModel(progress=False).fit(X, graph=G)
     tiled = SpotfillModel(max_spots_tune=120, progress=False).fit(X, graph=G)
-    assert full.n_spots_tuned_ == 196 and tiled.n_spots_tuned_ == 120
+    assert full.n_spots_tuned_ == 196
+    assert tiled.n_spots_tuned_ == 120
     assert tiled.n_latent_ in (5, 10)  # true rank 3; 120 noisy spots may not separate 5 from 10
     assert tiled.smooth_ > 0
     assert len(tiled.selection_) == len(full.selection_) == 5

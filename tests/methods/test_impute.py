@@ -186,3 +186,37 @@ def test_missing_custom_connectivity_key_is_an_error():
     with pytest.raises(spotfill.InputError, match="my_graph"):
         spotfill.impute(adata, "spatial_knn", use_graph=True, connectivity_key="my_graph")
     assert "imputed_spatial_knn" not in adata.layers
+
+
+@pytest.mark.parametrize(("method", "params"), [("spotfill", {"n_latent": 3, "smooth": 0.5}), ("spatial_knn", {})])
+def test_genes_subset_goes_to_obsm_and_matches_the_full_result(adata, method, params):
+    full = impute(adata, method, copy=True, **params)
+    sub = impute(adata, method, genes=["g5", "g1", "g5"], key_added="some", copy=True, **params)
+    assert "some" not in sub.layers
+    df = sub.obsm["some"]
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["g5", "g1"]  # order kept, duplicate dropped
+    assert list(df.index) == list(adata.obs_names)
+    expected = full.layers[f"imputed_{method}"][:, [5, 1]]
+    expected = expected.toarray() if sp.issparse(expected) else expected
+    np.testing.assert_allclose(df.to_numpy(), expected, rtol=1e-6)
+    assert sub.uns["some"]["stored_in"] == "obsm"
+    assert list(sub.uns["some"]["genes"]) == ["g5", "g1"]
+
+
+def test_genes_subset_round_trips_and_rejects_unknown_names(adata, tmp_path):
+    impute(adata, "spotfill", genes="g2", n_latent=2, smooth=0.0)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    np.testing.assert_allclose(back.obsm["imputed_spotfill"]["g2"], adata.obsm["imputed_spotfill"]["g2"])
+    with pytest.raises(InputError, match=r"not in adata.var_names.*GAPDH"):
+        impute(adata, "spotfill", genes=["g1", "GAPDH"])
+    with pytest.raises(InputError, match="genes is empty"):
+        impute(adata, "spotfill", genes=[])
+
+
+def test_transform_genes_validates_indices(adata):
+    est = make_method("spatial_knn").fit(adata.X, coords=adata.obsm["spatial"])
+    np.testing.assert_allclose(est.transform(genes=np.array([3])).toarray(), est.transform()[:, [3]].toarray())
+    with pytest.raises(InputError, match="gene indices"):
+        est.transform(genes=np.array([99]))

@@ -147,7 +147,7 @@ class BaseImputer:
         self._X_fit = Xc
         return self
 
-    def transform(self, X=None) -> np.ndarray | sp.csr_matrix:
+    def transform(self, X=None, *, genes=None) -> np.ndarray | sp.csr_matrix:
         """Return imputed values (count scale) for the fitted spots.
 
         Parameters
@@ -155,6 +155,10 @@ class BaseImputer:
         X
             The counts the model was fitted on (or ``None`` to reuse them). The fitted mask is
             applied again, so masked entries stay unseen at prediction time.
+        genes
+            Integer indices of the genes to return (default: all). Methods with a per-gene
+            prediction (the default ``spotfill`` model) then never form the full spots x genes
+            array; the others compute it and return the selected columns.
         """
         self._check_fitted()
         if X is None:
@@ -168,7 +172,13 @@ class BaseImputer:
                 )
                 raise InputError(msg)
             Xc = apply_mask(Xc, self.mask_)
-        return self._predict(Xc)
+        if genes is None:
+            return self._predict(Xc)
+        idx = np.asarray(genes)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.n_vars_)):
+            msg = f"genes must be a 1-d array of gene indices in [0, {self.n_vars_}), got {genes!r}."
+            raise InputError(msg)
+        return self._predict_genes(Xc, idx)
 
     def fit_transform(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None):
         """Fit, then return the imputed matrix (see :meth:`fit` and :meth:`transform`)."""
@@ -180,6 +190,11 @@ class BaseImputer:
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
         raise NotImplementedError
+
+    def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        """Predictions for the columns ``genes``; override when they can be computed without the rest."""
+        Y = self._predict(X)
+        return Y[:, genes].tocsr() if sp.issparse(Y) else np.asarray(Y)[:, genes]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_obs_"):

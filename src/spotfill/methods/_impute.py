@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,7 @@ def impute(
     connectivity_key: str = "spatial_connectivities",
     spatial_key: str = "spatial",
     mask=None,
+    genes: Sequence[str] | None = None,
     seed: int = 0,
     device: str = "auto",
     copy: bool = False,
@@ -79,6 +81,11 @@ def impute(
         Key in ``adata.obsm`` of the coordinates.
     mask
         Entries the method may not see (boolean, spots x genes), e.g. held-out entries.
+    genes
+        Names of the genes to return (default: every gene). The method still fits on every gene, but
+        only these are predicted, and the result goes to ``adata.obsm[key_added]`` (a DataFrame,
+        spots x ``genes``) instead of a layer: the way to impute large data, e.g. Visium HD's
+        600k bins x 18k genes, whose full imputed matrix (43 GB in float32) would not fit in memory.
     seed
         Random seed, passed to methods with random steps.
     device
@@ -94,8 +101,11 @@ def impute(
 
     ``adata.layers[key_added]``
         Imputed expected counts, spots x genes (``X`` is never modified).
+    ``adata.obsm[key_added]``
+        Instead of the layer when ``genes`` is given: a DataFrame of the imputed genes.
     ``adata.uns[key_added]``
-        ``method``, ``params``, ``layer``, ``connectivity_key``, ``version`` and ``seconds``.
+        ``method``, ``params``, ``layer``, ``connectivity_key``, ``version`` and ``seconds`` (and with
+        ``genes``: ``genes`` and ``stored_in="obsm"``).
     """
     if copy:
         adata = adata.copy()
@@ -118,6 +128,7 @@ def impute(
         msg = f"key_added must be a string (the output layer's name), got {key_added!r}."
         raise InputError(msg)
 
+    gene_idx = None if genes is None else _gene_indices(adata, genes)
     graph = coords = None
     if est.uses_graph:
         if connectivity_key not in adata.obsp and connectivity_key != "spatial_connectivities":
@@ -136,11 +147,11 @@ def impute(
         coords = get_coords(adata, spatial_key)
 
     t0 = time.perf_counter()
-    Y = est.fit_transform(X, graph=graph, coords=coords, mask=mask)
+    Y = est.fit(X, graph=graph, coords=coords, mask=mask).transform(genes=gene_idx)
     seconds = time.perf_counter() - t0
     if not sp.issparse(Y):
         Y = np.asarray(Y, dtype=np.float32)
-    logger.info("imputed %d x %d with %s in %.1f s", *adata.shape, name, seconds)
+    logger.info("imputed %d x %d with %s in %.1f s", adata.n_obs, Y.shape[1], name, seconds)
     store_result(
         adata,
         Y,
@@ -150,5 +161,28 @@ def impute(
         layer=layer,
         connectivity_key=connectivity_key if est.uses_graph else None,
         extra={"seconds": float(seconds)},
+        genes=None if gene_idx is None else list(adata.var_names[gene_idx]),
     )
     return adata if copy else None
+
+
+def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
+    """Column indices of the gene names ``genes`` (duplicates dropped, order kept), with a clear error."""
+    if isinstance(genes, str):
+        genes = [genes]
+    names = list(dict.fromkeys(str(g) for g in genes))
+    if not names:
+        msg = "genes is empty: name at least one gene, or pass genes=None to impute every gene."
+        raise InputError(msg)
+    if not adata.var_names.is_unique:
+        msg = "adata.var_names has duplicates, so genes= is ambiguous: call adata.var_names_make_unique() first."
+        raise InputError(msg)
+    idx = adata.var_names.get_indexer(names)
+    missing = [g for g, i in zip(names, idx, strict=True) if i < 0]
+    if missing:
+        msg = (
+            f"{len(missing)} of the requested genes are not in adata.var_names (e.g. {missing[:5]}); "
+            "check the spelling, or that var_names holds symbols rather than Ensembl ids."
+        )
+        raise InputError(msg)
+    return idx.astype(np.int64)

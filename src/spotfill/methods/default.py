@@ -8,9 +8,10 @@ For spot ``i`` and gene ``g`` with library size ``l_i`` (the spot's observed tot
 
 ``V`` holds ``n_latent`` gene programmes (each a distribution over genes) and ``U`` the spot
 loadings. ``S = ((1 - a) I + a P)^q`` is a spatial smoothing operator built from the neighbour
-graph (``P`` = row-normalised adjacency, ``a`` = ``smooth``, ``q`` = ``smooth_steps``, 2 by default): every spot's effective loadings are
-a local average of free loadings, so the rates are smooth over the tissue by construction, and
-``smooth=0`` gives plain Poisson (KL) NMF with library offsets. The factors are fitted by
+graph (``P`` = row-normalised adjacency, ``a`` = ``smooth``, ``q`` = ``smooth_steps``, 2 by
+default): every spot's effective loadings are a local average of free loadings, so the rates are
+smooth over the tissue by construction, and ``smooth=0`` gives plain Poisson (KL) NMF with library
+offsets. The factors are fitted by
 multiplicative (majorise-minimise) updates of the Poisson likelihood, which need the rates only at
 the observed non-zero counts: each iteration costs ``O(nnz * n_latent)`` plus
 ``O((n_spots + n_genes) * n_latent)``; no spots x genes array is formed during training.
@@ -640,11 +641,18 @@ class SpotfillModel(BaseImputer):
         return ((self.library_size_[:, None] * self.loadings_) @ V.T).astype(np.float32)
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
-        mu = self.rates()
+        return self._posterior(self.rates(), sp.csr_matrix(X, dtype=np.float64), self.theta_)
+
+    def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
+        # O(n_spots * len(genes)) memory: the other genes' rates are never formed
+        Xg = sp.csr_matrix(sp.csc_matrix(X, dtype=np.float64)[:, genes])
+        return self._posterior(self.rates(genes), Xg, self.theta_[genes])
+
+    def _posterior(self, mu: np.ndarray, X: sp.csr_matrix, theta: np.ndarray) -> np.ndarray:
+        """Apply the ``shrink`` update of rates ``mu`` by counts ``X`` (same columns), in place of ``mu``."""
         if self.shrink == "none":
             return mu
-        X = sp.csr_matrix(X, dtype=np.float64)
-        theta = self.theta_
+        X.sort_indices()
         if self.shrink == "nonzero":
             rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
             cols = X.indices
