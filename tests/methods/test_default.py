@@ -216,3 +216,18 @@ def test_smooth_steps_auto_selects_among_widths(synthetic):
     assert model.n_latent_ == 5
     with pytest.raises(Exception, match="smooth_steps"):
         SpotfillModel(smooth_steps=0, progress=False).fit(X, graph=G)
+
+
+def test_posterior_in_row_blocks_equals_one_block(synthetic, monkeypatch):
+    import spotfill.methods.default as default
+
+    X, G, _ = synthetic
+    model = SpotfillModel(n_latent=3, smooth=0.5, progress=False).fit(X, graph=G)
+    whole = model.transform()
+    monkeypatch.setattr(default, "_BLOCK", 97)  # many blocks, boundaries inside rows' runs
+    np.testing.assert_array_equal(model.transform(), whole)
+    # the posterior moved every observed non-zero and left the zeros at the rate
+    mu = model.rates()
+    nz = X.toarray() > 0
+    assert np.all(whole[~nz] == mu[~nz])
+    assert np.mean(whole[nz] != mu[nz]) > 0.99

@@ -654,11 +654,16 @@ class SpotfillModel(BaseImputer):
             return mu
         X.sort_indices()
         if self.shrink == "nonzero":
-            rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-            cols = X.indices
-            m_nz = mu[rows, cols].astype(np.float64)
-            th = theta[cols]
-            mu[rows, cols] = (m_nz * (th + X.data) / (th + m_nz)).astype(np.float32)
+            # row blocks of about _BLOCK non-zeros bound the index and value temporaries
+            bounds = np.searchsorted(X.indptr, np.arange(0, X.nnz, _BLOCK), side="right") - 1
+            starts = np.unique(np.r_[0, bounds, X.shape[0]])
+            for s, e in zip(starts[:-1], starts[1:], strict=True):
+                a, b = X.indptr[s], X.indptr[e]
+                rows = np.repeat(np.arange(s, e), np.diff(X.indptr[s : e + 1]))
+                cols = X.indices[a:b]
+                m_nz = mu[rows, cols].astype(np.float64)
+                th = theta[cols]
+                mu[rows, cols] = (m_nz * (th + X.data[a:b]) / (th + m_nz)).astype(np.float32)
             return mu
         # "all": zeros are evidence too; process in row blocks to bound the temporaries
         step = max(1, _BLOCK // max(X.shape[1], 1))
