@@ -231,3 +231,34 @@ def test_posterior_in_row_blocks_equals_one_block(synthetic, monkeypatch):
     nz = X.toarray() > 0
     assert np.all(whole[~nz] == mu[~nz])
     assert np.mean(whole[nz] != mu[nz]) > 0.99
+
+
+def test_torch_backend_matches_the_cpu_kernels(synthetic, monkeypatch):
+    """The torch updates (the code path used on CUDA) give the CPU backend's fit up to rounding."""
+    import spotfill.methods.default as default
+
+    X, G, _ = synthetic
+    cpu = SpotfillModel(n_latent=5, smooth="auto", progress=False).fit(X, graph=G)
+    monkeypatch.setattr(default, "_TORCH_ON_CPU", True)
+    assert isinstance(default._backend("cpu"), default._TorchBackend)
+    tch = SpotfillModel(n_latent=5, smooth="auto", progress=False).fit(X, graph=G)
+    np.testing.assert_allclose(tch.selection_["heldout_nll"], cpu.selection_["heldout_nll"], rtol=1e-10)
+    assert tch.smooth_ == cpu.smooth_
+    np.testing.assert_allclose(tch.loadings_, cpu.loadings_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(tch.factors_, cpu.factors_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(tch.transform(), cpu.transform(), rtol=1e-5)
+
+
+def test_device_option():
+    import torch
+
+    import spotfill.methods.default as default
+
+    assert isinstance(default._backend("cpu"), default._NumpyBackend)
+    auto = default._backend("auto")
+    assert isinstance(auto, default._TorchBackend if torch.cuda.is_available() else default._NumpyBackend)
+    if not torch.cuda.is_available():
+        X = sp.csr_matrix(np.ones((4, 3), dtype=np.float32))
+        model = SpotfillModel(n_latent=1, smooth=0.0, device="cuda", progress=False)
+        with pytest.raises(Exception, match="CUDA"):
+            model.fit(X, coords=np.arange(8.0).reshape(4, 2))

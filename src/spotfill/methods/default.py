@@ -55,12 +55,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from scipy.sparse import csgraph
 from scipy.special import gammaln
 
@@ -81,6 +82,7 @@ _SMOOTHINGS = ((0.0, 2), (0.5, 2), (0.7, 4), (0.7, 8))
 _THETA_GRID = np.exp(np.linspace(np.log(0.05), np.log(1000.0), 25))
 _PARALLEL_MIN_WORK = 1 << 21  # multiply-adds per kernel call below which numba runs on one thread
 _BLOCK = 1 << 22  # entries per dense block (32 MB in float64)
+_TORCH_ON_CPU = False  # tests set it to run the torch backend (the CUDA code path) on the CPU
 
 try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same numbers, slower
     import math
@@ -230,12 +232,114 @@ def _smoothing_operator(graph: sp.csr_matrix, smooth: float, steps: int = 2) -> 
 class _Fit:
     """State of one factorisation: free loadings ``U``, programmes ``V`` and the operator ``S``."""
 
-    def __init__(self, U: np.ndarray, V: np.ndarray, S: sp.csr_matrix) -> None:
-        self.U, self.V, self.S = U, V, S
+    def __init__(self, U, V, S, ST) -> None:  # numpy + scipy.sparse, or torch tensors
+        self.U, self.V, self.S, self.ST = U, V, S, ST
         self.best: tuple[np.ndarray, np.ndarray] | None = None  # (U, V) at the best held-out score
 
     def loadings(self) -> np.ndarray:
         return self.S @ self.U
+
+
+class _NumpyBackend:
+    """The CPU backend: scipy.sparse + the numba kernels above (numpy arrays in and out)."""
+
+    name = "cpu"
+
+    def counts(self, X: sp.csr_matrix) -> _Counts:
+        return _Counts(X)
+
+    def array(self, a: np.ndarray) -> np.ndarray:
+        return np.array(a, dtype=np.float64)
+
+    def sparse(self, S: sp.csr_matrix) -> sp.csr_matrix:
+        return S
+
+    def numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.asarray(a)
+
+    def ratio(self, X: _Counts, U: np.ndarray, V: np.ndarray, side: Literal["rows", "cols"]) -> np.ndarray:
+        return _ratio_products(X, U, V, side=side)
+
+    def nll(self, X: _Counts, lib: np.ndarray, Ue: np.ndarray, V: np.ndarray, scale: float) -> float:
+        """Mean over all entries of ``mu - x log mu``, ``mu = scale * l_i Ue_i . V_g`` floored at 1e-6."""
+        C = X.csr
+        total = scale * float((lib @ Ue) @ V.sum(axis=0))
+        rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
+        mu = np.maximum(scale * lib[rows] * _rowdot(C, Ue, V), 1e-6)
+        return (total - float(C.data @ np.log(mu))) / (C.shape[0] * C.shape[1])
+
+
+class _TorchCounts:
+    """Non-zeros of a count matrix as torch tensors (row, column, value) on one device."""
+
+    def __init__(self, X: sp.csr_matrix, device: torch.device) -> None:
+        C = sp.csr_matrix(X, dtype=np.float64)
+        C.sort_indices()
+        self.shape = C.shape
+        self.rows = torch.as_tensor(np.repeat(np.arange(C.shape[0]), np.diff(C.indptr)), device=device)
+        self.cols = torch.as_tensor(C.indices.astype(np.int64), device=device)
+        self.data = torch.as_tensor(C.data, device=device)
+
+    def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(rows, cols, values)`` in blocks of ``_BLOCK`` non-zeros (bounds the ``nnz x k`` temporaries)."""
+        for a in range(0, len(self.data), _BLOCK):
+            yield self.rows[a : a + _BLOCK], self.cols[a : a + _BLOCK], self.data[a : a + _BLOCK]
+
+
+class _TorchBackend:
+    """The same updates in torch (float64), for CUDA: gathers and ``index_add_`` over the non-zeros.
+
+    Summation order on a GPU follows its atomics, so results agree with the CPU backend to rounding
+    (about 1e-12 relative), not bit for bit.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.name = str(device)
+
+    def counts(self, X: sp.csr_matrix) -> _TorchCounts:
+        return _TorchCounts(X, self.device)
+
+    def array(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=np.float64), device=self.device).clone()
+
+    def sparse(self, S: sp.csr_matrix) -> torch.Tensor:
+        C = sp.coo_matrix(S, dtype=np.float64)
+        idx = torch.as_tensor(np.vstack([C.row, C.col]).astype(np.int64))
+        S_t = torch.sparse_coo_tensor(idx, torch.as_tensor(C.data), size=C.shape, check_invariants=True)
+        return S_t.coalesce().to(self.device)
+
+    def numpy(self, a: torch.Tensor) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    def ratio(self, X: _TorchCounts, U: torch.Tensor, V: torch.Tensor, side: Literal["rows", "cols"]) -> torch.Tensor:
+        out = torch.zeros((X.shape[0] if side == "rows" else X.shape[1], U.shape[1]), dtype=U.dtype, device=U.device)
+        for rows, cols, x in X.chunks():
+            Ur, Vc = U[rows], V[cols]
+            r = x / (Ur * Vc).sum(dim=1).clamp_min(1e-12)
+            if side == "rows":
+                out.index_add_(0, rows, r[:, None] * Vc)
+            else:
+                out.index_add_(0, cols, r[:, None] * Ur)
+        return out
+
+    def nll(self, X: _TorchCounts, lib: torch.Tensor, Ue: torch.Tensor, V: torch.Tensor, scale: float) -> float:
+        total = scale * float((lib @ Ue) @ V.sum(dim=0))
+        acc = 0.0
+        for rows, cols, x in X.chunks():
+            mu = (scale * lib[rows] * (Ue[rows] * V[cols]).sum(dim=1)).clamp_min(1e-6)
+            acc += float(x @ torch.log(mu))
+        return (total - acc) / (X.shape[0] * X.shape[1])
+
+
+def _backend(device: str) -> _NumpyBackend | _TorchBackend:
+    """Pick the CPU (numba) backend, or the torch one when ``device`` resolves to CUDA (``"auto"`` with a GPU)."""
+    from ..train import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cpu" and not _TORCH_ON_CPU:
+        return _NumpyBackend()
+    return _TorchBackend(dev)
 
 
 def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -274,14 +378,6 @@ def _init_factors(X: sp.csr_matrix, k: int, rng: np.random.Generator) -> tuple[n
     return U, V
 
 
-def _poisson_nll(X: sp.csr_matrix, lib: np.ndarray, fit: _Fit, scale: float = 1.0) -> float:
-    """Mean over all entries of ``mu - x log mu`` with ``mu = scale * l_i (S U)_i . V_g`` (floored at 1e-6)."""
-    Ue = fit.loadings()
-    total = scale * float((lib @ Ue) @ fit.V.sum(axis=0))
-    mu = np.maximum(scale * lib[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))] * _rowdot(X, Ue, fit.V), 1e-6)
-    return (total - float(X.data @ np.log(mu))) / (X.shape[0] * X.shape[1])
-
-
 def _factorise(
     X: _Counts,
     lib: np.ndarray,
@@ -291,38 +387,39 @@ def _factorise(
     tol: float,
     show: bool,
     desc: str,
-    heldout: tuple[sp.csr_matrix, float] | None = None,
+    heldout: tuple[_Counts | _TorchCounts, float] | None = None,
+    backend: _NumpyBackend | _TorchBackend | None = None,
 ) -> list[tuple[int, float, float]]:
     """Multiplicative Poisson-NMF updates of ``fit`` in place.
 
     Returns ``(iteration, objective, held-out NLL)`` every 10 updates (NaN without ``heldout``). With
     ``heldout = (X_b, scale)`` the run stops once the held-out NLL has risen twice in a row.
     """
-    S, ST = fit.S, fit.S.T.tocsr()
+    be = backend or _NumpyBackend()
+    S, ST = fit.S, fit.ST
     U, V = fit.U, fit.V
-    ST_lib = ST @ lib
+    ST_lib = (ST @ lib[:, None])[:, 0]
     history: list[tuple[int, float, float]] = []
     prev = np.inf
     worse = 0
     for it in progress(range(max_iter), enabled=show, desc=desc, leave=False):
-        U *= (ST @ _ratio_products(X, S @ U, V, side="rows")) / np.maximum(
-            ST_lib[:, None] * V.sum(axis=0)[None, :], 1e-30
-        )
+        U *= (ST @ be.ratio(X, S @ U, V, "rows")) / (ST_lib[:, None] * V.sum(0)[None, :]).clip(min=1e-30)
         Ue = S @ U
-        V *= _ratio_products(X, Ue, V, side="cols") / np.maximum((lib @ Ue)[None, :], 1e-30)
+        V *= be.ratio(X, Ue, V, "cols") / (lib @ Ue)[None, :].clip(min=1e-30)
         c = V.sum(axis=0)
         c[c == 0] = 1.0
         V /= c
         U *= c
         if (it + 1) % 10 == 0 or it + 1 == max_iter:
-            obj = _poisson_nll(X.csr, lib, fit)
+            Ue = fit.loadings()
+            obj = be.nll(X, lib, Ue, V, 1.0)
             if heldout is None:
                 history.append((it + 1, obj, np.nan))
             else:
-                score = _poisson_nll(heldout[0], lib, fit, scale=heldout[1])
+                score = be.nll(heldout[0], lib, Ue, V, heldout[1])
                 worse = worse + 1 if history and score > history[-1][2] else 0
                 if not history or score < min(h[2] for h in history):
-                    fit.best = (U.copy(), V.copy())
+                    fit.best = (be.numpy(U).copy(), be.numpy(V).copy())
                 history.append((it + 1, obj, score))
                 if worse >= 2:
                     break
@@ -406,6 +503,10 @@ class SpotfillModel(BaseImputer):
         always uses every spot. ``refine_iter`` needs tuning on every spot and is ignored otherwise.
     seed
         Seed of the initialisation, the thinning split and the dispersion subset.
+    device
+        ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or ``"cuda"``. The CPU
+        runs the numba kernels (bit-reproducible, independent of the number of threads); a GPU runs
+        the same updates in torch (float64, equal to the CPU results up to rounding).
     progress
         Show progress bars.
 
@@ -446,6 +547,7 @@ class SpotfillModel(BaseImputer):
         max_spots_tune: int | None = 20_000,
         refine_iter: int | None = None,
         seed: int = 0,
+        device: str = "auto",
         progress: bool = True,
     ) -> None:
         self.n_latent = n_latent
@@ -460,6 +562,7 @@ class SpotfillModel(BaseImputer):
         self.max_spots_tune = max_spots_tune
         self.refine_iter = refine_iter
         self.seed = seed
+        self.device = device
         self.progress = progress
 
     # --- validation ----------------------------------------------------------------------------
@@ -509,6 +612,11 @@ class SpotfillModel(BaseImputer):
         X.sort_indices()
         rng = np.random.default_rng(self.seed)
         lib = np.asarray(X.sum(axis=1)).ravel()
+        be = _backend(self.device)
+
+        def new_fit(U: np.ndarray, V: np.ndarray, S: sp.csr_matrix) -> _Fit:
+            return _Fit(be.array(U), be.array(V), be.sparse(S), be.sparse(S.T.tocsr()))
+
         ranks = [r for r in _RANKS if r <= min(n, m)] or [1]
         ranks = ranks if self.n_latent == "auto" else [int(self.n_latent)]
         smooths = _smoothing_candidates(self.smooth, self.smooth_steps)
@@ -545,21 +653,22 @@ class SpotfillModel(BaseImputer):
             scale = self.eps / (1.0 - self.eps)
             init = {k: _init_factors(Xa, k, np.random.default_rng(self.seed)) for k in ranks}
             snapshots: dict[tuple[int, float], tuple[np.ndarray, np.ndarray] | None] = {}
-            Xa_counts = _Counts(Xa)
+            Xa_counts, Xb_counts, lib_a_be = be.counts(Xa), be.counts(Xb), be.array(lib_a)
 
             def trial(k: int, a: tuple[float, int]) -> None:
                 t0 = time.perf_counter()
                 U0, V0 = init[k]
-                fit = _Fit(U0.copy(), V0.copy(), tune_operator(a))
+                fit = new_fit(U0, V0, tune_operator(a))
                 hist = _factorise(
                     Xa_counts,
-                    lib_a,
+                    lib_a_be,
                     fit,
                     max_iter=self.tune_iter,
                     tol=self.tol,
                     show=False,
                     desc="",
-                    heldout=(Xb, scale),
+                    heldout=(Xb_counts, scale),
+                    backend=be,
                 )
                 it_best, _, score = min(hist, key=lambda h: h[2])
                 snapshots[k, a] = fit.best
@@ -599,21 +708,26 @@ class SpotfillModel(BaseImputer):
             k, a = ranks[0], smooths[0]
             n_iter, use_tol = self.max_iter, self.tol
             start = None
-        U, V = (
-            _init_factors(X, k, np.random.default_rng(self.seed))
-            if start is None
-            else (start[0].copy(), start[1].copy())
-        )
+        U, V = _init_factors(X, k, np.random.default_rng(self.seed)) if start is None else start
         self.selection_ = pd.DataFrame(
             rows, columns=["n_latent", "smooth", "smooth_steps", "n_iter", "heldout_nll", "seconds"]
         )
         self.n_spots_tuned_ = 0 if not rows else (n if tile is None else len(tile))
-        fit = _Fit(U, V, operator(a))
-        hist = _factorise(_Counts(X), lib, fit, max_iter=n_iter, tol=use_tol, show=self.progress, desc="spotfill: fit")
+        fit = new_fit(U, V, operator(a))
+        hist = _factorise(
+            be.counts(X),
+            be.array(lib),
+            fit,
+            max_iter=n_iter,
+            tol=use_tol,
+            show=self.progress,
+            desc=f"spotfill: fit ({be.name})",
+            backend=be,
+        )
         self.history_ = pd.DataFrame([h[:2] for h in hist], columns=["iteration", "objective"])
         self.n_latent_, (self.smooth_, self.smooth_steps_) = k, a
-        self.loadings_ = fit.loadings()
-        self.factors_ = fit.V
+        self.loadings_ = be.numpy(fit.loadings())
+        self.factors_ = be.numpy(fit.V)
         self.library_size_ = lib
         n_disp = min(n, self.max_spots_dispersion)
         spots = np.sort(rng.choice(n, size=n_disp, replace=False)) if n_disp < n else np.arange(n)

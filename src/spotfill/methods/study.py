@@ -229,7 +229,7 @@ class _StudyModel(BaseImputer):
         return train_m, val_m
 
     # --- public --------------------------------------------------------------------------------
-    def transform(self, X=None) -> np.ndarray:
+    def transform(self, X=None, *, genes=None) -> np.ndarray:
         """Return imputed expected counts (spots x genes, numpy float32).
 
         Parameters
@@ -238,11 +238,14 @@ class _StudyModel(BaseImputer):
             The counts the model was fitted on (``None`` reuses them). A model restored with
             :meth:`load` has no data: :class:`GeneAutoencoder` then needs ``X`` (apply the same
             mask yourself: a loaded model does not know it), :class:`NeuralMF` does not.
+        genes
+            Integer indices of the genes to return (default: all).
         """
         self._check_fitted()
         if X is None and not hasattr(self, "_X_fit"):
-            return self._predict(None)
-        return super().transform(X)
+            Y = self._predict(None)
+            return Y if genes is None else Y[:, np.asarray(genes)]
+        return super().transform(X, genes=genes)
 
     def save(self, folder: str | os.PathLike, *, var_names: Sequence[str] | None = None) -> Path:
         """Write the fitted model to ``folder`` (``model.pt`` + ``params.json``).
