@@ -41,14 +41,17 @@ starts from the selected candidate's factors and takes ``refine_iter`` more upda
 
 Compute and memory
 ------------------
-CPU only: parallel numba kernels for the rates at the non-zeros (threads over spots for the loadings,
-over genes, on a CSC copy, for the programmes and the dispersions; every output is summed in a fixed
-order, so results do not depend on the number of threads), a blocked numpy fallback when numba is
-missing. Training memory is ``O(nnz + (n_spots + n_genes) * n_latent)``. The dispersion fit reads
-at most ``max_spots_dispersion`` spots in dense blocks of bounded size. The prediction is the one
-dense ``float32`` spots x genes array (``4 * n_spots * n_genes`` bytes: 73 MB for Visium
-3,639 x 5,000, 43 GB for Visium HD 600k x 18k, where predictions should be taken per gene subset
-with :meth:`SpotfillModel.rates`).
+On the CPU: parallel numba kernels for the rates at the non-zeros (threads over spots for the
+loadings, over genes, on a CSC copy, for the programmes and the dispersions; every output is summed
+in a fixed order, so results do not depend on the number of threads), a blocked numpy fallback when
+numba is missing. On a CUDA GPU (``device="auto"`` when torch sees one): the same updates in torch,
+gathering the factors at blocks of non-zeros and scattering with ``index_add_``. Each update is the
+exact full-data majorise-minimise step, computed over blocks of non-zeros, so memory stays bounded
+without the noise of stochastic minibatches. Training memory is ``O(nnz + (n_spots + n_genes) *
+n_latent)``. The dispersion fit reads at most ``max_spots_dispersion`` spots in dense blocks of
+bounded size. The full prediction is one dense ``float32`` spots x genes array (``4 * n_spots *
+n_genes`` bytes: 73 MB for Visium 3,639 x 5,000, 43 GB for Visium HD 600k x 18k); ``transform(genes=)``
+(``spotfill.impute(adata, genes=...)``) predicts a gene subset without forming the rest.
 """
 
 from __future__ import annotations
