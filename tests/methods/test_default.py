@@ -130,9 +130,15 @@ def test_parallel_kernels_match_the_numpy_fallback(synthetic, monkeypatch):
     lib = np.asarray(X.sum(axis=1)).ravel()
     fast = [mod._ratio_products(counts, U, V, side=s) for s in ("rows", "cols")]
     theta_fast = mod._fit_dispersion(counts.csr, lib, U, V, np.arange(X.shape[0]))
+    nll_fast = mod._NumpyBackend().nll(counts, lib, U, V, 0.3)
     monkeypatch.setattr(mod, "numba", None)
     slow = [mod._ratio_products(counts, U, V, side=s) for s in ("rows", "cols")]
     theta_slow = mod._fit_dispersion(counts.csr, lib, U, V, np.arange(X.shape[0]))
+    nll_slow = mod._NumpyBackend().nll(counts, lib, U, V, 0.3)
+    # the objective by hand, densely: mean of mu - x log(max(mu, 1e-6)), mu = 0.3 l_i U_i . V_g
+    mu = 0.3 * lib[:, None] * (U @ V.T)
+    dense = (mu.sum() - (X.toarray() * np.log(np.maximum(mu, 1e-6))).sum()) / mu.size
+    np.testing.assert_allclose([nll_fast, nll_slow], dense, rtol=1e-12)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10)
     # hand check of one entry of the U-update numerator: sum_g x_ig / (U_i . V_g) * V_g

@@ -151,13 +151,33 @@ try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same n
                     acc += math.lgamma(xv + th) - math.lgamma(th) + xv * np.log(mu[indices[p]])
                 out[t, g] += acc
 
+    @numba.njit(parallel=True, cache=True)
+    def _xlogmu_nb(indptr, indices, x, lib, U, V, scale, out):  # pragma: no cover - compiled
+        # out[i] = sum over the stored entries of row i of x_ig log(max(scale l_i U_i . V_g, 1e-6)):
+        # the objective's data term without any nnz-sized temporary
+        n, k = U.shape
+        for i in numba.prange(n):
+            acc = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                g = indices[p]
+                s = 0.0
+                for j in range(k):
+                    s += U[i, j] * V[g, j]
+                acc += x[p] * np.log(max(scale * lib[i] * s, 1e-6))
+            out[i] = acc
+
     # single-threaded twins for small problems, where starting threads costs more than it saves
     # (the same code, so the same numbers)
     _SERIAL = {
         name: numba.njit(cache=False)(kernel.py_func)
-        for name, kernel in (("rowdot", _rowdot_nb), ("ratio", _ratio_nb), ("nb_loglik", _nb_loglik_nb))
+        for name, kernel in (
+            ("rowdot", _rowdot_nb),
+            ("ratio", _ratio_nb),
+            ("nb_loglik", _nb_loglik_nb),
+            ("xlogmu", _xlogmu_nb),
+        )
     }
-    _PARALLEL = {"rowdot": _rowdot_nb, "ratio": _ratio_nb, "nb_loglik": _nb_loglik_nb}
+    _PARALLEL = {"rowdot": _rowdot_nb, "ratio": _ratio_nb, "nb_loglik": _nb_loglik_nb, "xlogmu": _xlogmu_nb}
 
 except ImportError:  # pragma: no cover - numba is a scanpy dependency
     numba = None
@@ -267,6 +287,10 @@ class _NumpyBackend:
         """Mean over all entries of ``mu - x log mu``, ``mu = scale * l_i Ue_i . V_g`` floored at 1e-6."""
         C = X.csr
         total = scale * float((lib @ Ue) @ V.sum(axis=0))
+        if numba is not None:
+            out = np.empty(C.shape[0])
+            _kernel("xlogmu", C.nnz * Ue.shape[1])(C.indptr, C.indices, C.data, lib, Ue, V, float(scale), out)
+            return (total - float(out.sum())) / (C.shape[0] * C.shape[1])
         rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
         mu = np.maximum(scale * lib[rows] * _rowdot(C, Ue, V), 1e-6)
         return (total - float(C.data @ np.log(mu))) / (C.shape[0] * C.shape[1])
