@@ -127,7 +127,7 @@ def test_parallel_kernels_match_the_numpy_fallback(synthetic, monkeypatch):
     U = rng.uniform(0.1, 1.0, size=(X.shape[0], 4))
     V = rng.dirichlet(np.ones(X.shape[1]), size=4).T
     counts = mod._Counts(X)
-    lib = np.asarray(X.sum(axis=1)).ravel()
+    lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
     fast = [mod._ratio_products(counts, U, V, side=s) for s in ("rows", "cols")]
     theta_fast = mod._fit_dispersion(counts.csr, lib, U, V, np.arange(X.shape[0]))
     nll_fast = mod._NumpyBackend().nll(counts, lib, U, V, 0.3)
