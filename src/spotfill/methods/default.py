@@ -192,8 +192,11 @@ class _Counts:
     """A count matrix in CSR (for the loadings) and CSC (for the programmes) layout, indices sorted."""
 
     def __init__(self, X: sp.csr_matrix) -> None:
-        self.csr = sp.csr_matrix(X, dtype=np.float64)
-        self.csr.sort_indices()
+        if sp.issparse(X) and X.format == "csr" and X.dtype == np.float64 and X.has_sorted_indices:
+            self.csr = X  # read only here: no second float64 copy of the counts
+        else:
+            self.csr = sp.csr_matrix(X, dtype=np.float64)
+            self.csr.sort_indices()
         self.csc = self.csr.tocsc()
         self.csc.sort_indices()
         self.shape = self.csr.shape
@@ -780,7 +783,12 @@ class SpotfillModel(BaseImputer):
         """
         self._check_fitted()
         V = self.factors_ if genes is None else self.factors_[genes]
-        return ((self.library_size_[:, None] * self.loadings_) @ V.T).astype(np.float32)
+        L = self.library_size_[:, None] * self.loadings_
+        out = np.empty((L.shape[0], V.shape[0]), dtype=np.float32)
+        step = max(1, _BLOCK // max(V.shape[0], 1))  # row blocks: no float64 spots x genes temporary
+        for s in range(0, L.shape[0], step):
+            out[s : s + step] = L[s : s + step] @ V.T
+        return out
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
         return self._posterior(self.rates(), sp.csr_matrix(X, dtype=np.float64), self.theta_)
