@@ -71,11 +71,11 @@ def _cmd_impute(args: argparse.Namespace) -> int:
     from .methods._impute import _resolve_default
 
     params = _parse_params(args.param)
-    clash = sorted(set(params) & {"method", "layer", "key_added", "copy"})
+    clash = sorted(set(params) & {"method", "layer", "key_added", "genes", "copy", "mask"})
     if clash:
         msg = (
             f"--param {clash[0]}=... is an option of the command, not a method parameter"
-            + ("" if clash[0] == "copy" else f": use --{clash[0].replace('_', '-')}")
+            + ("" if clash[0] in ("copy", "mask") else f": use --{clash[0].replace('_', '-')}")
             + " (see spotfill impute --help)."
         )
         raise SpotfillError(msg)

@@ -268,3 +268,87 @@ def test_device_option():
         model = SpotfillModel(n_latent=1, smooth=0.0, device="cuda", progress=False)
         with pytest.raises(Exception, match="CUDA"):
             model.fit(X, coords=np.arange(8.0).reshape(4, 2))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_iter": 10.0}, "max_iter must be a positive integer"),
+        ({"tune_iter": "10"}, "tune_iter must be a positive integer"),
+        ({"max_spots_dispersion": 0}, "max_spots_dispersion must be a positive integer"),
+        ({"tol": "x"}, "tol must be a number"),
+        ({"eps": "0.1"}, "eps must be a number in"),
+    ],
+)
+def test_bad_parameters_name_the_problem(synthetic, params, message):
+    from spotfill._errors import InputError
+
+    X, G, _ = synthetic
+    with pytest.raises(InputError, match=message):
+        SpotfillModel(progress=False, **params).fit(X, graph=G)
+
+
+def test_selection_needs_integer_counts_and_max_iter_caps_it(synthetic):
+    from spotfill._errors import InputError
+
+    X, G, _ = synthetic
+    with pytest.raises(InputError, match="non-integer values .*fix n_latent, smooth and smooth_steps"):
+        SpotfillModel(progress=False).fit(X * 0.3, graph=G)
+    fixed = SpotfillModel(n_latent=3, smooth=0.5, max_iter=20, progress=False).fit(X * 0.3, graph=G)
+    assert fixed.history_["iteration"].max() == 20  # nothing to select: the scaled data fit as given
+    capped = SpotfillModel(n_latent=3, max_iter=7, progress=False).fit(X, graph=G)
+    assert capped.selection_["n_iter"].min() >= 10  # candidates were scored every 10 updates
+    assert capped.history_["iteration"].max() == 7  # the final fit honours max_iter
+
+
+def test_rank_is_selected_at_smooth_one_half_for_any_power(synthetic):
+    X, G, _ = synthetic
+    model = SpotfillModel(smooth_steps=4, progress=False).fit(X, graph=G)
+    sel = model.selection_
+    ranks = sel.iloc[:3]  # the rank trials come first
+    assert ranks["n_latent"].tolist() == [5, 10, 20]
+    assert set(ranks["smooth"]) == {0.5}
+    assert set(sel["smooth_steps"]) == {4}
+
+
+def test_tuning_tile_takes_small_components_whole():
+    from spotfill.methods.default import _tuning_tile
+
+    # 30 isolated spots and one 6 x 6 grid (spots 30..65): every component is either whole or cut once
+    G = sp.block_diag([sp.csr_matrix((30, 30)), _grid_graph(6)]).tocsr()
+    tile = _tuning_tile(G, 50, np.random.default_rng(0))
+    assert len(tile) == len(np.unique(tile)) == 50
+    grid_part = tile[tile >= 30]
+    assert 20 <= len(grid_part) <= 36  # at most 30 isolated spots, so at least 20 grid spots
+    again = _tuning_tile(G, 50, np.random.default_rng(0))
+    np.testing.assert_array_equal(tile, again)
+
+
+def test_bad_graph_weights_are_rejected(synthetic):
+    from spotfill._errors import InputError
+
+    X, G, _ = synthetic
+    bad = G.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(InputError, match="NaN, infinite or negative edge weights"):
+        SpotfillModel(n_latent=3, smooth=0.5, progress=False).fit(X, graph=bad)
+    neg = G.copy()
+    neg.data[0] = -1.0
+    with pytest.raises(InputError, match="negative edge weights"):
+        SpotfillModel(n_latent=3, smooth=0.5, progress=False).fit(X, graph=neg)
+
+
+def test_gene_selection_validation(synthetic):
+    from spotfill._errors import InputError
+
+    X, G, _ = synthetic
+    model = SpotfillModel(n_latent=3, smooth=0.5, max_iter=10, progress=False).fit(X, graph=G)
+    assert model.transform(genes=[]).shape == (X.shape[0], 0)
+    np.testing.assert_array_equal(model.transform(genes=[4, 2]), model.transform()[:, [4, 2]])
+    with pytest.raises(InputError, match="integer gene indices .* pass gene names to spotfill.impute"):
+        model.transform(genes=["g1"])
+    with pytest.raises(InputError, match=r"gene indices in \[0, 80\), got values from 2 to 80"):
+        model.transform(genes=[2, 80])
+    with pytest.raises(InputError, match="integer gene indices"):
+        model.rates(["g1"])
+    np.testing.assert_array_equal(model.rates(slice(0, 3)), model.rates()[:, :3])

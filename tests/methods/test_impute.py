@@ -213,6 +213,8 @@ def test_genes_subset_round_trips_and_rejects_unknown_names(adata, tmp_path):
         impute(adata, "spotfill", genes=["g1", "GAPDH"])
     with pytest.raises(InputError, match="genes is empty"):
         impute(adata, "spotfill", genes=[])
+    with pytest.raises(InputError, match="genes must be gene names .*got int 3"):
+        impute(adata, "spotfill", genes=[3, 1])  # positions are not names, even where names are "0", "1", ...
 
 
 def test_transform_genes_validates_indices(adata):

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .._errors import InputError
 from .._validation import as_csr, check_coords, check_counts
 
-__all__ = ["BaseImputer", "apply_mask"]
+__all__ = ["BaseImputer", "apply_mask", "gene_indices"]
 
 
 def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
@@ -123,6 +123,12 @@ class BaseImputer:
                 msg = f"graph has shape {graph.shape}, expected ({n_obs}, {n_obs}) to match the spots."
                 raise InputError(msg)
             graph = sp.csr_matrix(graph, dtype=np.float64)
+            if graph.nnz and not (np.all(np.isfinite(graph.data)) and graph.data.min() >= 0):
+                msg = (
+                    "graph has NaN, infinite or negative edge weights: pass a neighbour graph with finite "
+                    "non-negative weights (e.g. obsp['spatial_connectivities'] from spotfill.spatial_neighbors)."
+                )
+                raise InputError(msg)
         elif self.uses_graph and coords is None:
             msg = (
                 f"{type(self).__name__} needs a spatial neighbour graph: pass graph= (for AnnData, run "
@@ -174,11 +180,7 @@ class BaseImputer:
             Xc = apply_mask(Xc, self.mask_)
         if genes is None:
             return self._predict(Xc)
-        idx = np.asarray(genes)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.n_vars_)):
-            msg = f"genes must be a 1-d array of gene indices in [0, {self.n_vars_}), got {genes!r}."
-            raise InputError(msg)
-        return self._predict_genes(Xc, idx)
+        return self._predict_genes(Xc, gene_indices(genes, self.n_vars_))
 
     def fit_transform(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None):
         """Fit, then return the imputed matrix (see :meth:`fit` and :meth:`transform`)."""
@@ -200,3 +202,26 @@ class BaseImputer:
         if not hasattr(self, "n_obs_"):
             msg = f"this {type(self).__name__} is not fitted yet: call fit(X) first."
             raise RuntimeError(msg)
+
+
+def gene_indices(genes, n_vars: int) -> np.ndarray:
+    """``genes`` as a 1-d ``int64`` array of column indices in ``[0, n_vars)``, or a clear :class:`InputError`.
+
+    Empty selections are allowed; names, floats, booleans and out-of-range indices are not.
+    """
+    idx = np.asarray(genes)
+    if idx.ndim != 1:
+        msg = f"genes must be a 1-d list of gene indices, got an array of shape {idx.shape}."
+        raise InputError(msg)
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if idx.dtype.kind not in "iu":
+        msg = (
+            f"genes must be integer gene indices in [0, {n_vars}), got {idx.dtype} values such as {idx[0]!r}; "
+            "pass gene names to spotfill.impute(adata, genes=[...]) instead."
+        )
+        raise InputError(msg)
+    if idx.min() < 0 or idx.max() >= n_vars:
+        msg = f"genes must be gene indices in [0, {n_vars}), got values from {idx.min()} to {idx.max()}."
+        raise InputError(msg)
+    return idx.astype(np.int64)

@@ -170,7 +170,15 @@ def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
     """Column indices of the gene names ``genes`` (duplicates dropped, order kept), with a clear error."""
     if isinstance(genes, str):
         genes = [genes]
-    names = list(dict.fromkeys(str(g) for g in genes))
+    genes = list(genes)
+    bad = [g for g in genes if not isinstance(g, str)]
+    if bad:
+        msg = (
+            f"genes must be gene names (str) from adata.var_names, got {type(bad[0]).__name__} {bad[0]!r}; "
+            "for column positions use list(adata.var_names[positions])."
+        )
+        raise InputError(msg)
+    names = list(dict.fromkeys(genes))
     if not names:
         msg = "genes is empty: name at least one gene, or pass genes=None to impute every gene."
         raise InputError(msg)

@@ -36,8 +36,11 @@ fitted to ``X_a`` and scored by the Poisson deviance of ``X_b`` under the rescal
 rank; the table of scores is ``selection_``. On more than ``max_spots_tune`` spots (default 20,000)
 the selection runs on that many spots taken as contiguous patches of the spatial graph, so tuning
 costs the same on a Visium HD section as on a Visium slide. The final model is refitted to all observed counts
-from the same initialisation for the selected number of updates (or, with an integer ``refine_iter``,
-starts from the selected candidate's factors and takes ``refine_iter`` more updates).
+from the same seeded initialisation for the selected number of updates (or, with an integer ``refine_iter``,
+starts from the selected candidate's factors and takes ``refine_iter`` more updates). After selection
+on patches, the final fit starts from a fresh seeded initialisation of all spots and takes the number
+of updates selected on the patches. Selection needs integer counts (binomial thinning); fixing
+``n_latent``, ``smooth`` and ``smooth_steps`` skips it.
 
 Compute and memory
 ------------------
@@ -70,7 +73,7 @@ from scipy.special import gammaln
 
 from .._errors import InputError
 from .._logging import progress
-from ._base import BaseImputer
+from ._base import BaseImputer, gene_indices
 from ._registry import register
 
 __all__ = ["SpotfillModel"]
@@ -383,17 +386,25 @@ def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator) -> n
     n = graph.shape[0]
     A = sp.csr_matrix(graph, dtype=np.float64)
     A = ((A + A.T) != 0).astype(np.int8).tocsr()
-    taken = np.zeros(n, dtype=bool)
+    _, labels = csgraph.connected_components(A, directed=False)
+    by_label = np.argsort(labels, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(labels))]
+    taken = np.zeros(labels.max() + 1, dtype=bool)  # components already collected
     order: list[np.ndarray] = []
     count = 0
     for start in rng.permutation(n):
         if count >= size:
             break
-        if taken[start]:
+        c = labels[start]
+        if taken[c]:
             continue
-        reached = csgraph.breadth_first_order(A, int(start), directed=False, return_predecessors=False)
-        reached = reached[~taken[reached]][: size - count]
-        taken[reached] = True
+        taken[c] = True
+        members = by_label[bounds[c] : bounds[c + 1]]
+        if len(members) <= size - count:  # the whole component: no search needed (fragmented graphs stay O(n))
+            reached = members
+        else:  # the last, partly taken component: breadth-first from the start spot
+            reached = csgraph.breadth_first_order(A, int(start), directed=True, return_predecessors=False)
+            reached = reached[: size - count]
         order.append(reached)
         count += len(reached)
     return np.sort(np.concatenate(order))
@@ -513,7 +524,8 @@ class SpotfillModel(BaseImputer):
         Negative-binomial posterior update of the rates by the observed counts: at the non-zero
         counts (``"nonzero"``), everywhere (``"all"``) or nowhere (``"none"``).
     max_iter
-        Maximum number of multiplicative updates of the final fit.
+        Maximum number of multiplicative updates of the final fit. After automatic selection the
+        final fit takes the selected number of updates, capped at ``max_iter``.
     tune_iter
         Updates per candidate during automatic selection.
     refine_iter
@@ -537,7 +549,9 @@ class SpotfillModel(BaseImputer):
     device
         ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or ``"cuda"``. The CPU
         runs the numba kernels (bit-reproducible, independent of the number of threads); a GPU runs
-        the same updates in torch (float64, equal to the CPU results up to rounding).
+        the same updates in torch (float64, equal to the CPU results up to rounding). GPU sums use
+        atomic scatter-adds, so repeated GPU runs agree only up to rounding, and a near-tie in the
+        automatic selection can then go either way.
     progress
         Show progress bars.
 
@@ -615,12 +629,17 @@ class SpotfillModel(BaseImputer):
         if self.shrink not in ("nonzero", "all", "none"):
             msg = f"shrink must be 'nonzero', 'all' or 'none', got {self.shrink!r}."
             raise InputError(msg)
-        if not 0 < self.eps < 1:
-            msg = f"eps must be in (0, 1), got {self.eps!r}."
+        if not (_is_number(self.eps) and 0 < self.eps < 1):
+            msg = f"eps must be a number in (0, 1), got {self.eps!r}."
             raise InputError(msg)
-        if self.max_iter < 1 or self.tune_iter < 1:
-            msg = "max_iter and tune_iter must be at least 1."
+        if not (_is_number(self.tol) and self.tol >= 0):
+            msg = f"tol must be a number >= 0, got {self.tol!r}."
             raise InputError(msg)
+        for name in ("max_iter", "tune_iter", "max_spots_dispersion"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1):
+                msg = f"{name} must be a positive integer, got {value!r}."
+                raise InputError(msg)
         if self.max_spots_tune is not None and not (
             isinstance(self.max_spots_tune, int | np.integer) and self.max_spots_tune >= 10
         ):
@@ -675,6 +694,14 @@ class SpotfillModel(BaseImputer):
                     return sub_operators[a]
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
+            frac = Xs.data[Xs.data != np.round(Xs.data)]
+            if frac.size:
+                msg = (
+                    f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
+                    f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
+                    "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection."
+                )
+                raise InputError(msg)
             Xa = Xs.copy()
             Xa.data = rng.binomial(Xs.data.astype(np.int64), 1.0 - self.eps).astype(np.float64)
             Xb = (Xs - Xa).tocsr()
@@ -721,7 +748,7 @@ class SpotfillModel(BaseImputer):
                     score,
                 )
 
-            a0 = (0.5, 2) if (0.5, 2) in smooths else smooths[0]
+            a0 = next((a for a in smooths if a[0] == 0.5), smooths[0])  # the rank is chosen at smooth 0.5
             for k in progress(ranks, enabled=self.progress and len(ranks) > 1, desc="spotfill: rank", leave=False):
                 trial(k, a0)
             k_best = min(ranks, key=lambda k: _row(rows, k, a0)["heldout_nll"])
@@ -730,7 +757,7 @@ class SpotfillModel(BaseImputer):
                     trial(k_best, a)
             a_best = min(smooths, key=lambda a: _row(rows, k_best, a)["heldout_nll"])
             k, a = k_best, a_best
-            n_iter = int(_row(rows, k, a)["n_iter"])
+            n_iter = min(int(_row(rows, k, a)["n_iter"]), self.max_iter)
             use_tol = 0.0
             start = snapshots[k, a] if self.refine_iter is not None and tile is None else None
             if start is not None:
@@ -782,6 +809,8 @@ class SpotfillModel(BaseImputer):
         Dense ``float32`` array ``(n_spots, n_selected_genes)``.
         """
         self._check_fitted()
+        if genes is not None and not isinstance(genes, slice):
+            genes = gene_indices(genes, self.factors_.shape[0])
         V = self.factors_ if genes is None else self.factors_[genes]
         L = self.library_size_[:, None] * self.loadings_
         out = np.empty((L.shape[0], V.shape[0]), dtype=np.float32)
@@ -795,7 +824,7 @@ class SpotfillModel(BaseImputer):
 
     def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
         # O(n_spots * len(genes)) memory: the other genes' rates are never formed
-        Xg = sp.csr_matrix(sp.csc_matrix(X, dtype=np.float64)[:, genes])
+        Xg = sp.csr_matrix(sp.csr_matrix(X)[:, genes], dtype=np.float64)
         return self._posterior(self.rates(genes), Xg, self.theta_[genes])
 
     def _posterior(self, mu: np.ndarray, X: sp.csr_matrix, theta: np.ndarray) -> np.ndarray:
@@ -821,6 +850,10 @@ class SpotfillModel(BaseImputer):
             blk = mu[s : s + step].astype(np.float64)
             mu[s : s + step] = (blk * (theta + X[s : s + step].toarray()) / (theta + blk)).astype(np.float32)
         return mu
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def _row(rows: list[dict], k: int, a: tuple[float, int]) -> dict:
