@@ -239,15 +239,16 @@ def test_posterior_in_row_blocks_equals_one_block(synthetic, monkeypatch):
     assert np.mean(whole[nz] != mu[nz]) > 0.99
 
 
-def test_torch_backend_matches_the_cpu_kernels(synthetic, monkeypatch):
+@pytest.mark.parametrize("gene_prior", [0.0, 5.0])
+def test_torch_backend_matches_the_cpu_kernels(synthetic, monkeypatch, gene_prior):
     """The torch updates (the code path used on CUDA) give the CPU backend's fit up to rounding."""
     import spotfill.methods.default as default
 
     X, G, _ = synthetic
-    cpu = SpotfillModel(n_latent=5, smooth="auto", progress=False).fit(X, graph=G)
+    cpu = SpotfillModel(n_latent=5, smooth="auto", gene_prior=gene_prior, progress=False).fit(X, graph=G)
     monkeypatch.setattr(default, "_TORCH_ON_CPU", True)
     assert isinstance(default._backend("cpu"), default._TorchBackend)
-    tch = SpotfillModel(n_latent=5, smooth="auto", progress=False).fit(X, graph=G)
+    tch = SpotfillModel(n_latent=5, smooth="auto", gene_prior=gene_prior, progress=False).fit(X, graph=G)
     np.testing.assert_allclose(tch.selection_["heldout_nll"], cpu.selection_["heldout_nll"], rtol=1e-10)
     assert tch.smooth_ == cpu.smooth_
     np.testing.assert_allclose(tch.loadings_, cpu.loadings_, rtol=1e-7, atol=1e-12)
@@ -352,3 +353,58 @@ def test_gene_selection_validation(synthetic):
     with pytest.raises(InputError, match="integer gene indices"):
         model.rates(["g1"])
     np.testing.assert_array_equal(model.rates(slice(0, 3)), model.rates()[:, :3])
+
+
+def test_gene_prior_update_by_hand(synthetic):
+    """One update with the programme prior equals the dense formula; a = 0 is the plain update."""
+    import spotfill.methods.default as default
+
+    X, _, _ = synthetic
+    n, m = X.shape
+    rng = np.random.default_rng(2)
+    U0 = rng.uniform(0.1, 1.0, size=(n, 3))
+    V0 = rng.dirichlet(np.ones(m), size=3).T
+    lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    eye = sp.identity(n, format="csr")
+    share = np.asarray(X.sum(axis=0), dtype=np.float64).ravel() + 1e-3
+    share /= share.sum()
+    Xd = X.toarray().astype(np.float64)
+
+    def by_hand(a: float) -> tuple[np.ndarray, np.ndarray]:
+        U, V = U0.copy(), V0.copy()
+        U = U * ((Xd / (U @ V.T)) @ V) / (lib[:, None] * V.sum(0)[None, :])
+        alloc = V * ((Xd / (U @ V.T)).T @ U)  # n_gk: counts of gene g allocated to programme k
+        expo = lib @ U  # D_k
+        V = share[:, None] * (alloc + a) / (share[:, None] * expo[None, :] + a) if a else alloc / expo[None, :]
+        c = V.sum(axis=0)
+        return U * c, V / c
+
+    for a in (0.0, 5.0):
+        fit = default._Fit(U0.copy(), V0.copy(), eye, eye)
+        prior = (a, share[:, None]) if a else None
+        default._factorise(default._Counts(X), lib, fit, max_iter=1, tol=0.0, show=False, desc="", prior=prior)
+        U_ref, V_ref = by_hand(a)
+        np.testing.assert_allclose(fit.U, U_ref, rtol=1e-10)
+        np.testing.assert_allclose(fit.V, V_ref, rtol=1e-10)
+        np.testing.assert_allclose(fit.V.sum(axis=0), 1.0)
+    with pytest.raises(Exception, match="gene_prior"):
+        SpotfillModel(gene_prior=-1.0, progress=False).fit(X, graph=_grid_graph(14))
+
+
+def test_gene_prior_curbs_overfitting_of_shallow_genes():
+    """Shallow data (100-160 counts per spot over 400 genes), rank 10 for a rank-3 truth, 150 updates
+    without early stopping: the programme prior brings the rates much closer to the truth."""
+    rng = np.random.default_rng(1)
+    side, n_genes = 14, 400
+    yy, xx = np.mgrid[0:side, 0:side] / (side - 1)
+    centres = [(0.2, 0.2), (0.8, 0.3), (0.5, 0.85)]
+    U = np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.08).ravel() for cx, cy in centres], axis=1)
+    U = U / U.sum(axis=1, keepdims=True)
+    V = rng.gamma(0.6, 1.0, size=(n_genes, 3))
+    V /= V.sum(axis=0, keepdims=True)
+    rate = rng.uniform(80, 160, size=side * side)[:, None] * (U @ V.T)
+    X = sp.csr_matrix(rng.poisson(rate).astype(np.float32))
+    opts = {"n_latent": 10, "smooth": 0.5, "shrink": "none", "max_iter": 150, "tol": 0.0, "progress": False}
+    plain = _deviance(rate, SpotfillModel(**opts).fit_transform(X, graph=_grid_graph(side)))
+    prior = _deviance(rate, SpotfillModel(gene_prior=2.0, **opts).fit_transform(X, graph=_grid_graph(side)))
+    assert prior < 0.5 * plain  # measured: 0.011 vs 0.036
