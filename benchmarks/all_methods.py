@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
 from spotfill.plotting import summarize
 
@@ -88,7 +90,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep rows already in --csv, skip their pairs")
     args = parser.parse_args()
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = split_top_level(args.methods)
     seeds = [int(s) for s in args.seeds.split(",")]
     csv = Path(args.csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,7 @@ def main() -> None:
         pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
     df = pd.concat(frames, ignore_index=True)
     df.to_csv(csv, index=False)
-    command = f"python benchmarks/all_methods.py --methods {args.methods} --seeds {args.seeds}" + (
+    command = f"python benchmarks/all_methods.py --methods {shlex.quote(args.methods)} --seeds {args.seeds}" + (
         " --in-process" if args.in_process else ""
     )
     md = Path(args.md)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,16 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import SpotfillError
+from ._params import parse_value, split_top_level
 from ._version import __version__
 
 __all__ = ["main"]
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
@@ -30,7 +23,7 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             msg = f"--param expects KEY=VALUE, got {item!r}."
             raise SpotfillError(msg)
-        params[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
     return params
 
 
@@ -115,7 +108,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     run_benchmark(
         args.data,
         protocols=[p.strip() for p in args.protocol.split(",") if p.strip()],
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        methods=split_top_level(args.methods),
         seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
         out=args.out,
         isolate=not args.in_process,
@@ -185,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="score methods with the BENCHMARK.md protocols")
     p.add_argument("data", nargs="+", help=".h5ad files (or 'synthetic:N_SPOTSxN_GENES')")
     p.add_argument("--protocol", default="p1", help="comma-separated: p1,p2,p3,p4,p5")
-    p.add_argument("--methods", required=True, help="comma-separated names or module:function callables")
+    p.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated names, name[key=value,...] for a registered method with parameters "
+        "(e.g. 'spotfill[gene_prior=5]'), or module:function callables",
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--out", default="results.csv")
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")

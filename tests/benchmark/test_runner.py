@@ -189,3 +189,63 @@ def test_p4_skipped_without_labels():
     df = run_benchmark([ad], protocols=["p4"], methods=["raw"], isolate=False, progress=False)
     assert df["status"].tolist() == ["skipped"]
     assert df["error"].item() == "no obs['label']"
+
+
+def test_method_with_parameters_in_brackets(ext):
+    from spotfill.benchmark import p2_split
+    from spotfill.methods import make_method
+
+    ad = _adata()
+    spec = "spatial_knn[n_neighs=3,include_self=False]"
+    df = run_benchmark([ad], protocols=["p2"], methods=["spatial_knn", spec], isolate=False, progress=False)
+    assert set(df["method"]) == {"spatial_knn", spec}  # the spec is the label
+    X_train, X_test = p2_split(ad.X, seed=0)
+    graph = _graph_of(ad)
+    want = make_method("spatial_knn", n_neighs=3, include_self=False, seed=0).fit_transform(
+        X_train, graph=graph, coords=ad.obsm["spatial"]
+    )
+    got = df[(df.method == spec) & (df.metric == "nll")]["value"].item()
+    assert got == pytest.approx(poisson_nll(X_test, want), rel=1e-12)
+    default = df[(df.method == "spatial_knn") & (df.metric == "nll")]["value"].item()
+    assert default != pytest.approx(got)  # the parameters reached the method
+
+
+def _graph_of(ad: AnnData) -> sp.csr_matrix:
+    from spotfill.graph import spatial_neighbors
+
+    shell = ad.copy()
+    spatial_neighbors(shell)
+    return sp.csr_matrix(shell.obsp["spatial_connectivities"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("spatial_knn[k=3]", "has no parameter 'k'"),
+        ("spatial_knn[n_neighs]", "is not key=value"),
+        ("spatial_knn[n_neighs=3", "unbalanced"),
+        ("raw[x=1]", "parameters in brackets are for spotfill's registered methods"),
+        ("spatial_knn[seed=3]", "the harness sets the method's seed"),
+    ],
+)
+def test_bad_method_parameters_fail_early(spec, message):
+    from spotfill._params import split_top_level
+
+    with pytest.raises(InputError, match=message):
+        run_benchmark([_adata()], methods=split_top_level(spec), progress=False)
+
+
+def test_split_top_level_and_spec_parsing():
+    from spotfill._params import parse_method_spec, split_top_level
+
+    assert split_top_level("mean, spotfill[gene_prior=5,smooth=0.5],raw") == [
+        "mean",
+        "spotfill[gene_prior=5,smooth=0.5]",
+        "raw",
+    ]
+    assert parse_method_spec("spotfill[gene_prior=5, smooth=0.5, shrink='all', n-latent=10]") == (
+        "spotfill",
+        {"gene_prior": 5, "smooth": 0.5, "shrink": "all", "n_latent": 10},
+    )
+    assert parse_method_spec("mean") == ("mean", {})
+    assert parse_method_spec("spotfill[]") == ("spotfill", {})

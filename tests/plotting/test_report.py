@@ -113,6 +113,18 @@ def test_cli_benchmark_then_report(tmp_path):
     assert "gene" in text
 
 
+def test_cli_benchmark_method_with_parameters(tmp_path):
+    path = tmp_path / "toy.h5ad"
+    _adata().write_h5ad(path)
+    csv = tmp_path / "res.csv"
+    spec = "spatial_knn[n_neighs=3,include_self=False]"
+    args = ["benchmark", str(path), "--protocol", "p2", "--methods", f"raw,{spec}", "--out", str(csv), "--in-process"]
+    assert main(args) == 0
+    df = pd.read_csv(csv)
+    assert set(df["method"]) == {"raw", spec}  # the comma inside the brackets did not split the list
+    assert (df["status"] == "ok").all()
+
+
 def test_report_rejects_foreign_table(tmp_path):
     from spotfill._errors import InputError
 

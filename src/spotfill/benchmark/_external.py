@@ -9,7 +9,9 @@ the count scale of ``X``. Names resolve in this order:
 2. ``"package.module:function"``: an external callable ``function(counts_csr, coords) -> counts``
    (called with ``seed=`` too when it has a ``seed`` parameter);
 3. a name of spotfill's registry (:func:`spotfill.methods.list_methods`):
-   ``make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)``;
+   ``make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)``; written
+   ``name[key=value,...]`` (e.g. ``"spotfill[gene_prior=5]"``) the parameters go to ``make_method``
+   too, and the spec is the method's label in the results;
 4. a name in ``spotfill.benchmark.peers.PEERS`` (adapters of other tools, same signature as 2.),
    when that module is importable.
 """
@@ -25,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError, UnknownMethodError
+from .._params import parse_method_spec
 from ._metrics import libsize_mean_rates
 
 __all__ = ["CONTROLS", "BenchMethod", "check_prediction", "resolve_method"]
@@ -107,6 +110,10 @@ def resolve_method(name: str) -> BenchMethod:
     InputError
         Unknown name, or an external ``module:function`` that cannot be imported.
     """
+    name, params = parse_method_spec(name)
+    if params and (name in CONTROLS or ":" in name):
+        msg = f"parameters in brackets are for spotfill's registered methods, not {name!r}."
+        raise InputError(msg)
     if name == "raw":
         return _raw
     if name == "libsize_mean":
@@ -121,6 +128,9 @@ def resolve_method(name: str) -> BenchMethod:
     except UnknownMethodError as err:
         peers = _peers()
         if peers is not None and name in peers:
+            if params:
+                msg = f"parameters in brackets are for spotfill's registered methods, not the peer tool {name!r}."
+                raise InputError(msg) from None
             return _wrap_callable(peers[name])
         known = sorted(peers) if peers else []
         msg = (
@@ -129,8 +139,14 @@ def resolve_method(name: str) -> BenchMethod:
         )
         raise InputError(msg) from None
 
+    if "seed" in params:
+        msg = f"{name}[seed=...]: the harness sets the method's seed from the run's seeds (--seeds)."
+        raise InputError(msg)
+    if params:
+        make_method(name, **params)  # unknown or invalid parameters fail now, with the estimator's message
+
     def call(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int):
-        return make_method(name, seed=seed).fit_transform(X, graph=graph, coords=coords)
+        return make_method(name, seed=seed, **params).fit_transform(X, graph=graph, coords=coords)
 
     return call
 

@@ -1,0 +1,73 @@
+"""Text forms of method parameters, shared by the command line and the benchmark harness.
+
+``"spotfill[gene_prior=5,smooth=0.5]"`` names a registered method with keyword parameters, and
+``"mean,spotfill[n_latent=10,smooth=0]"`` is a list of two such names (commas inside brackets do
+not split it).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from ._errors import InputError
+
+__all__ = ["parse_method_spec", "parse_value", "split_top_level"]
+
+_SPEC = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
+
+
+def parse_value(text: str) -> Any:
+    """Read ``text`` as a Python literal (``5``, ``0.5``, ``True``, ``None``), else return it unchanged."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` at ``sep`` outside square brackets; strip the parts and drop empty ones."""
+    parts: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                msg = f"unbalanced ']' in {text!r}."
+                raise InputError(msg)
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        msg = f"unbalanced '[' in {text!r}."
+        raise InputError(msg)
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name[key=value,...]"`` into the name and its parameters (``"name"`` gives ``{}``).
+
+    Raises
+    ------
+    InputError
+        Malformed brackets or a parameter without ``=``.
+    """
+    spec = spec.strip()
+    if "[" not in spec and "]" not in spec:
+        return spec, {}
+    match = _SPEC.match(spec)
+    if match is None:
+        msg = f"cannot read the method {spec!r}: write name[key=value,key=value], e.g. spotfill[gene_prior=5]."
+        raise InputError(msg)
+    params: dict[str, Any] = {}
+    for item in split_top_level(match["params"]):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            msg = f"method parameter {item!r} in {spec!r} is not key=value."
+            raise InputError(msg)
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return match["name"].strip(), params
