@@ -306,9 +306,10 @@ def run_benchmark(
         Any of ``"p1"`` (masked non-zeros), ``"p2"`` (molecular cross-validation), ``"p3"``
         (held-out spots), ``"p4"`` (spatial domains), ``"p5"`` (cost of a full imputation).
     methods
-        Method names: the controls ``"raw"`` and ``"libsize_mean"``, spotfill registry names,
-        peer tools of ``spotfill.benchmark.peers.PEERS``, or ``"package.module:function"`` callables
-        ``(counts_csr, coords) -> counts``.
+        Method names: the controls ``"raw"`` and ``"libsize_mean"``, spotfill registry names
+        (optionally with parameters, ``"spotfill[gene_prior=5,smooth=0.5]"``; the spec is the label in
+        the results), peer tools of ``spotfill.benchmark.peers.PEERS``, or ``"package.module:function"``
+        callables ``(counts_csr, coords) -> counts``.
     seeds
         Seeds of the splits (P1-P3) and of the methods.
     out
