@@ -4,6 +4,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -179,3 +180,54 @@ def test_installed_peer_runs_on_tiny_data(name, grid_counts):
     # the same seed gives the same result
     if name in ("magic", "halra", "smoother"):
         np.testing.assert_allclose(peers.PEERS[name](X, xy, **FAST.get(name, {})), Y, rtol=1e-5, atol=1e-6)
+
+
+def test_smoother_log1p_scale_round_trip_with_a_stand_in_tool(monkeypatch):
+    """scale="log1p": the tool sees log1p(counts per 10,000) and its output is mapped back to counts.
+
+    A stand-in for the tool adds 0.1 to every value it is given, so the expected output is
+    ``expm1(log1p(x * 1e4 / lib) + 0.1) * lib / 1e4``, computed by hand here.
+    """
+    import types
+
+    class Weights:
+        def calc_weights_knn(self, coords, k, verbose):
+            self.k = k
+
+    class Impute:
+        def __init__(self, y_obs, loss, **kwargs):
+            self.y = y_obs
+
+        def get_results(self):
+            return self.y + 0.1
+
+    tool = types.ModuleType("smoother")
+    tool.SpatialWeightMatrix = Weights
+    tool.SpatialLoss = lambda *args, **kwargs: None
+    models = types.ModuleType("smoother.models")
+    impute = types.ModuleType("smoother.models.impute")
+    impute.ImputeTorch = Impute
+    monkeypatch.setitem(sys.modules, "smoother", tool)
+    monkeypatch.setitem(sys.modules, "smoother.models", models)
+    monkeypatch.setitem(sys.modules, "smoother.models.impute", impute)
+    X = np.array([[0, 2, 3], [5, 0, 0], [1, 1, 8]], dtype=np.float32)
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    opts = {"k": 6, "rho": 0.99, "lambda_spatial_loss": 1.0, "lr": 1e-3, "max_epochs": 1, "gene_block": 2, "seed": 0}
+    lib = X.sum(axis=1, keepdims=True)
+    got = peers._local_smoother(sp.csr_matrix(X), coords, scale="log1p", **opts)
+    want = np.expm1(np.log1p(X * 1e4 / lib) + 0.1) * lib / 1e4
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    counts = peers._local_smoother(sp.csr_matrix(X), coords, scale="counts", **opts)
+    np.testing.assert_allclose(counts, X + 0.1, rtol=1e-6)
+    with pytest.raises(InputError, match="scale must be 'counts' or 'log1p'"):
+        peers.run_smoother(X, coords, scale="log")
+
+
+def test_peer_options_in_brackets():
+    from spotfill.benchmark._external import resolve_method
+
+    with pytest.raises(InputError, match="peer 'smoother' has no option 'bogus' here .*scale"):
+        resolve_method("smoother[bogus=1]")
+    with pytest.raises(InputError, match="has no option 'seed'"):
+        resolve_method("smoother[seed=2]")
+    assert callable(resolve_method("smoother[scale='log1p',max_epochs=20]"))

@@ -13,11 +13,12 @@ the count scale of ``X``. Names resolve in this order:
    ``name[key=value,...]`` (e.g. ``"spotfill[gene_prior=5]"``) the parameters go to ``make_method``
    too, and the spec is the method's label in the results;
 4. a name in ``spotfill.benchmark.peers.PEERS`` (adapters of other tools, same signature as 2.),
-   when that module is importable.
+   when that module is importable; ``name[key=value,...]`` passes keyword options to the adapter.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -128,10 +129,16 @@ def resolve_method(name: str) -> BenchMethod:
     except UnknownMethodError as err:
         peers = _peers()
         if peers is not None and name in peers:
+            fn = peers[name]
             if params:
-                msg = f"parameters in brackets are for spotfill's registered methods, not the peer tool {name!r}."
-                raise InputError(msg) from None
-            return _wrap_callable(peers[name])
+                accepted = inspect.signature(fn).parameters
+                unknown = sorted(set(params) - set(accepted) | ({"seed"} & set(params)))
+                if unknown:
+                    options = ", ".join(p for p in accepted if p not in ("X", "coords", "seed"))
+                    msg = f"peer {name!r} has no option {unknown[0]!r} here (its options: {options})."
+                    raise InputError(msg) from None
+                fn = functools.partial(fn, **params)
+            return _wrap_callable(fn)
         known = sorted(peers) if peers else []
         msg = (
             f"{err} Not a peer tool either (known peers: {', '.join(known) or 'none'}); the controls are "
