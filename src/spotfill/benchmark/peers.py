@@ -391,6 +391,7 @@ def _local_smoother(
     max_epochs: int,
     gene_block: int,
     scale: str = "counts",
+    nonneg: bool = False,
     seed: int,
 ) -> np.ndarray:
     smoother = _import_tool("smoother")
@@ -419,7 +420,7 @@ def _local_smoother(
                 y_obs,
                 loss,
                 fixed_obs=False,
-                nonneg=True,
+                nonneg=nonneg,
                 lambda_spatial_loss=lambda_spatial_loss,
                 lr=lr,
                 max_epochs=max_epochs,
@@ -668,13 +669,14 @@ def run_smoother(
     max_epochs: int = 200,
     gene_block: int = 256,
     scale: Literal["counts", "log1p"] = "counts",
+    nonneg: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
     """Run Smoother (``smoother-omics``): denoising under a spatial (ICAR) prior.
 
     Documented usage: ``SpatialWeightMatrix().calc_weights_knn(coords, k=6)``, ``SpatialLoss('icar',
     weights, rho=0.99, standardize_cov=True)``, then ``ImputeTorch(y, loss, fixed_obs=False,
-    nonneg=True, lambda_spatial_loss=1, lr=1e-3)`` on the counts of all spots (none missing), with
+    nonneg=False, lambda_spatial_loss=1, lr=1e-3)`` on the counts of all spots (none missing), with
     ``max_epochs=200`` (default 1,000). Adam starts from the observed counts and takes 200 steps of
     size about ``lr``, so each value moves by at most about 0.2 counts: on raw counts Smoother is a
     light smoothing, and the tool warns that it has not converged (logged, not raised).
@@ -688,7 +690,7 @@ def run_smoother(
     genes at once, as the tool does.
 
     Mapping back to counts: with ``scale="counts"`` (default) the tool works on the counts and its
-    output (absolute values, as ``nonneg=True`` makes them) is returned as it is. With
+    output is returned as it is (negative values set to 0). With
     ``scale="log1p"`` it smooths ``log1p`` of counts per 10,000 (the scale of the tool's tutorials),
     and the output is mapped back as ``expm1(y) * lib_i / 1e4``; the same 200 steps then move each
     value by up to ~0.2 in log units, a much stronger smoothing.
@@ -707,6 +709,11 @@ def run_smoother(
         Genes per Smoother call (``0``: all at once).
     scale
         ``"counts"`` (raw counts in and out) or ``"log1p"`` (log1p of counts per 10,000 in, mapped back).
+    nonneg
+        The tool's ``nonneg`` (``False``, its default). With ``True`` the tool optimises a parameter
+        whose absolute value is the output, so an entry that starts at exactly 0 gets no gradient and
+        stays 0: observed zeros are never imputed (measured on mob_st_rep11: P1 and P2 equal to the
+        raw data's). Negative outputs of ``False`` are set to 0 on return.
     seed
         ``torch.manual_seed`` (the solver itself is deterministic).
 
@@ -722,6 +729,7 @@ def run_smoother(
         "max_epochs": max_epochs,
         "gene_block": gene_block,
         "scale": scale,
+        "nonneg": bool(nonneg),
         "seed": seed,
     }
     if scale not in ("counts", "log1p"):
