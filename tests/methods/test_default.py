@@ -193,6 +193,9 @@ def test_tuning_on_a_tile_selects_like_full_tuning(synthetic):
     assert _deviance(rate, tiled.transform()) < 1.1 * _deviance(rate, full.transform())
     with pytest.raises(Exception, match="max_spots_tune"):
         SpotfillModel(max_spots_tune=3, progress=False).fit(X, graph=G)
+    # a 12-spot patch cannot support rank 20: the rank candidates stop at the patch size
+    tiny = SpotfillModel(max_spots_tune=12, progress=False).fit(X, graph=G)
+    assert sorted(set(tiny.selection_["n_latent"])) == [5, 10]
 
 
 def test_smoothing_operator_power_and_candidates():

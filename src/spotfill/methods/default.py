@@ -696,7 +696,8 @@ class SpotfillModel(BaseImputer):
         def new_fit(U: np.ndarray, V: np.ndarray, S: sp.csr_matrix) -> _Fit:
             return _Fit(be.array(U), be.array(V), be.sparse(S), be.sparse(S.T.tocsr()))
 
-        ranks = [r for r in _RANKS if r <= min(n, m)] or [1]
+        n_tune = n if self.max_spots_tune is None else min(n, int(self.max_spots_tune))
+        ranks = [r for r in _RANKS if r <= min(n_tune, m)] or [1]  # candidates fit the spots tuned on
         ranks = ranks if self.n_latent == "auto" else [int(self.n_latent)]
         smooths = _smoothing_candidates(self.smooth, self.smooth_steps)
         operators: dict[tuple[float, int], sp.csr_matrix] = {}
