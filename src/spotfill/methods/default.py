@@ -693,25 +693,32 @@ class SpotfillModel(BaseImputer):
         lib = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
         be = _backend(self.device)
 
-        def new_fit(U: np.ndarray, V: np.ndarray, S: sp.csr_matrix) -> _Fit:
-            return _Fit(be.array(U), be.array(V), be.sparse(S), be.sparse(S.T.tocsr()))
+        def operators(G: sp.csr_matrix) -> Callable[[tuple[float, int]], tuple]:
+            """Memoised ``(S, S^T)`` of graph ``G`` per ``(smooth, steps)``, on the backend."""
+            cache: dict[tuple[float, int], tuple] = {}
+
+            def get(a: tuple[float, int]) -> tuple:
+                if a not in cache:
+                    S = _smoothing_operator(G, *a)
+                    cache[a] = (be.sparse(S), be.sparse(S.T.tocsr()))
+                return cache[a]
+
+            return get
+
+        def new_fit(U: np.ndarray, V: np.ndarray, ops: tuple) -> _Fit:
+            return _Fit(be.array(U), be.array(V), *ops)
 
         n_tune = n if self.max_spots_tune is None else min(n, int(self.max_spots_tune))
         ranks = [r for r in _RANKS if r <= min(n_tune, m)] or [1]  # candidates fit the spots tuned on
         ranks = ranks if self.n_latent == "auto" else [int(self.n_latent)]
         smooths = _smoothing_candidates(self.smooth, self.smooth_steps)
-        operators: dict[tuple[float, int], sp.csr_matrix] = {}
+        operator = operators(graph)
 
         def prior(C: sp.csr_matrix) -> tuple[float, np.ndarray] | None:
             if not self.gene_prior:
                 return None
             share = np.asarray(C.sum(axis=0, dtype=np.float64)).ravel() + 1e-3
             return float(self.gene_prior), be.array((share / share.sum())[:, None])
-
-        def operator(a: tuple[float, int]) -> sp.csr_matrix:
-            if a not in operators:
-                operators[a] = _smoothing_operator(graph, *a)
-            return operators[a]
 
         rows: list[dict] = []
         tile: np.ndarray | None = None
@@ -721,13 +728,7 @@ class SpotfillModel(BaseImputer):
                 # tune on contiguous patches of the tissue: the selection costs O(max_spots_tune), not O(n)
                 tile = _tuning_tile(graph, int(self.max_spots_tune), rng)
                 Xs = X[tile]
-                sub_graph = sp.csr_matrix(graph)[tile][:, tile]
-                sub_operators: dict[tuple[float, int], sp.csr_matrix] = {}
-
-                def tune_operator(a: tuple[float, int]) -> sp.csr_matrix:
-                    if a not in sub_operators:
-                        sub_operators[a] = _smoothing_operator(sub_graph, *a)
-                    return sub_operators[a]
+                tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
             frac = Xs.data[Xs.data != np.round(Xs.data)]
@@ -748,6 +749,7 @@ class SpotfillModel(BaseImputer):
             init = {k: _init_factors(Xa, k, np.random.default_rng(self.seed)) for k in ranks}
             snapshots: dict[tuple[int, float], tuple[np.ndarray, np.ndarray] | None] = {}
             Xa_counts, Xb_counts, lib_a_be = be.counts(Xa), be.counts(Xb), be.array(lib_a)
+            prior_a = prior(Xa)
 
             def trial(k: int, a: tuple[float, int]) -> None:
                 t0 = time.perf_counter()
@@ -763,7 +765,7 @@ class SpotfillModel(BaseImputer):
                     desc="",
                     heldout=(Xb_counts, scale),
                     backend=be,
-                    prior=prior(Xa),
+                    prior=prior_a,
                 )
                 it_best, _, score = min(hist, key=lambda h: h[2])
                 snapshots[k, a] = fit.best
@@ -858,18 +860,19 @@ class SpotfillModel(BaseImputer):
         return out
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
-        return self._posterior(self.rates(), sp.csr_matrix(X, dtype=np.float64), self.theta_)
+        return self._posterior(self.rates(), sp.csr_matrix(X), self.theta_)
 
     def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
         # O(n_spots * len(genes)) memory: the other genes' rates are never formed
-        Xg = sp.csr_matrix(sp.csr_matrix(X)[:, genes], dtype=np.float64)
-        return self._posterior(self.rates(genes), Xg, self.theta_[genes])
+        return self._posterior(self.rates(genes), sp.csr_matrix(X)[:, genes], self.theta_[genes])
 
     def _posterior(self, mu: np.ndarray, X: sp.csr_matrix, theta: np.ndarray) -> np.ndarray:
-        """Apply the ``shrink`` update of rates ``mu`` by counts ``X`` (same columns), in place of ``mu``."""
+        """Apply the ``shrink`` update of rates ``mu`` by counts ``X`` (CSR, same columns), in place of ``mu``.
+
+        ``X`` is only read (float32 counts are promoted to float64 in the arithmetic; no copy of it).
+        """
         if self.shrink == "none":
             return mu
-        X.sort_indices()
         if self.shrink == "nonzero":
             # row blocks of about _BLOCK non-zeros bound the index and value temporaries
             bounds = np.searchsorted(X.indptr, np.arange(0, X.nnz, _BLOCK), side="right") - 1
