@@ -406,13 +406,9 @@ def _local_smoother(
         weights = smoother.SpatialWeightMatrix()
         weights.calc_weights_knn(coords, k=min(k, n - 1), verbose=False)
         loss = smoother.SpatialLoss("icar", weights, rho=rho, standardize_cov=True)
-        lib = np.asarray(M.sum(axis=1), dtype=np.float64).ravel()
-        if scale == "log1p":  # log1p of counts per 10,000, as the tool's tutorials smooth log expression
-            L = sp.csr_matrix(sp.diags(1e4 / np.maximum(lib, 1.0)) @ M, dtype=np.float32)
-            np.log1p(L.data, out=L.data)
-            C = L.tocsc()
-        else:
-            C = M.tocsc()
+        lib = _library(M)
+        # log1p of counts per 10,000 for scale="log1p", as the tool's tutorials smooth log expression
+        C = (_log_normalise(M, lib) if scale == "log1p" else M).tocsc()
         for start in range(0, g, step):
             stop = min(start + step, g)
             y_obs = torch.as_tensor(C[:, start:stop].toarray(), dtype=torch.float32)
@@ -429,7 +425,7 @@ def _local_smoother(
             )
             Y[:, start:stop] = model.get_results().cpu().numpy()
     if scale == "log1p":
-        Y = (np.expm1(Y) * (lib / 1e4)[:, None]).astype(np.float32)
+        Y = (np.expm1(Y) * (lib / _NORM_TARGET)[:, None]).astype(np.float32)
     return _finish(Y)
 
 
@@ -721,6 +717,9 @@ def run_smoother(
     -------
     Expected counts, spots x genes, float32.
     """
+    if scale not in ("counts", "log1p"):
+        msg = f"scale must be 'counts' or 'log1p', got {scale!r}."
+        raise InputError(msg)
     options = {
         "k": k,
         "rho": rho,
@@ -732,9 +731,6 @@ def run_smoother(
         "nonneg": bool(nonneg),
         "seed": seed,
     }
-    if scale not in ("counts", "log1p"):
-        msg = f"scale must be 'counts' or 'log1p', got {scale!r}."
-        raise InputError(msg)
     return _run("smoother", X, coords, options)
 
 
