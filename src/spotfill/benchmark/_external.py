@@ -115,6 +115,9 @@ def resolve_method(name: str) -> BenchMethod:
     if params and (name in CONTROLS or ":" in name):
         msg = f"parameters in brackets are for spotfill's registered methods, not {name!r}."
         raise InputError(msg)
+    if "seed" in params:
+        msg = f"{name} has no option 'seed' here: the harness sets the method's seed from the run's seeds (--seeds)."
+        raise InputError(msg)
     if name == "raw":
         return _raw
     if name == "libsize_mean":
@@ -132,7 +135,7 @@ def resolve_method(name: str) -> BenchMethod:
             fn = peers[name]
             if params:
                 accepted = inspect.signature(fn).parameters
-                unknown = sorted(set(params) - set(accepted) | ({"seed"} & set(params)))
+                unknown = sorted(set(params) - set(accepted))
                 if unknown:
                     options = ", ".join(p for p in accepted if p not in ("X", "coords", "seed"))
                     msg = f"peer {name!r} has no option {unknown[0]!r} here (its options: {options})."
@@ -146,9 +149,6 @@ def resolve_method(name: str) -> BenchMethod:
         )
         raise InputError(msg) from None
 
-    if "seed" in params:
-        msg = f"{name}[seed=...]: the harness sets the method's seed from the run's seeds (--seeds)."
-        raise InputError(msg)
     if params:
         make_method(name, **params)  # unknown or invalid parameters fail now, with the estimator's message
 
