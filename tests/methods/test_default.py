@@ -227,6 +227,30 @@ def test_smooth_steps_auto_selects_among_widths(synthetic):
         SpotfillModel(smooth_steps=0, progress=False).fit(X, graph=G)
 
 
+def test_wide_operators_are_applied_step_by_step(synthetic, monkeypatch):
+    """Beyond two steps the operator is the one-step matrix applied q times, equal to the explicit power."""
+    import spotfill.methods.default as default
+
+    X, G, _ = synthetic
+    x = np.random.default_rng(0).uniform(size=(G.shape[0], 3))
+    for q in (1, 2, 5):
+        S, ST = default._operator_pair(G, 0.7, q, lambda B: B)
+        explicit = default._smoothing_operator(G, 0.7, q)
+        assert S.reps == (1 if q <= 2 else q)
+        assert S.B.nnz <= explicit.nnz  # never more stored than the power itself
+        np.testing.assert_allclose(S @ x, explicit @ x, rtol=1e-12)
+        np.testing.assert_allclose(ST @ x, explicit.T @ x, rtol=1e-12)
+    S, _ = default._operator_pair(G, 0.0, 8, lambda B: B)
+    assert S.reps == 1
+    assert np.array_equal(S @ x, x)
+    # a whole fit with q = 4 agrees with the explicit fourth power up to rounding
+    step = SpotfillModel(n_latent=3, smooth=0.7, smooth_steps=4, progress=False).fit(X, graph=G)
+    monkeypatch.setattr(default, "_MAX_STORED_POWER", 32)
+    power = SpotfillModel(n_latent=3, smooth=0.7, smooth_steps=4, progress=False).fit(X, graph=G)
+    np.testing.assert_allclose(step.loadings_, power.loadings_, rtol=1e-9)
+    np.testing.assert_allclose(step.transform(), power.transform(), rtol=1e-6)
+
+
 def test_posterior_in_row_blocks_equals_one_block(synthetic, monkeypatch):
     import spotfill.methods.default as default
 

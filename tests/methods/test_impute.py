@@ -53,6 +53,26 @@ def test_writes_layer_and_uns_and_keeps_x(adata):
     assert "spatial_connectivities" not in adata.obsp  # the coordinate kNN builds no stored graph
 
 
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("mean", {}), ("spatial_knn", {"n_neighs": 4}), ("knn", {}), ("spotfill", {"n_latent": 2, "smooth": 0.5})],
+)
+def test_canonical_counts_are_read_without_a_copy_and_left_writeable(adata, method, params):
+    """Canonical float32 CSR counts are read without a copy; the caller's X and the result stay writeable."""
+    X = adata.X
+    assert X.has_canonical_format
+    assert X.dtype == np.float32
+    data_before = X.data.copy()
+    impute(adata, method, **params)
+    assert adata.X is X
+    assert X.data.flags.writeable
+    assert X.indices.flags.writeable
+    np.testing.assert_array_equal(X.data, data_before)
+    Y = adata.layers[f"imputed_{method}"]
+    assert (Y.data if sp.issparse(Y) else Y).flags.writeable
+    assert not np.shares_memory(Y.data if sp.issparse(Y) else Y, X.data)
+
+
 def test_copy_returns_new_object(adata):
     out = impute(adata, "mean", copy=True)
     assert out is not adata

@@ -87,6 +87,7 @@ _STEPS = (2, 4, 8)  # operator powers tried when only ``smooth_steps`` is "auto"
 _SMOOTHINGS = ((0.0, 2), (0.5, 2), (0.7, 4), (0.7, 8))
 _THETA_GRID = np.exp(np.linspace(np.log(0.05), np.log(1000.0), 25))
 _PARALLEL_MIN_WORK = 1 << 21  # multiply-adds per kernel call below which numba runs on one thread
+_MAX_STORED_POWER = 2  # wider smoothing operators are applied step by step (see _operator_pair)
 _BLOCK = 1 << 22  # entries per dense block (32 MB in float64)
 _TORCH_ON_CPU = False  # tests set it to run the torch backend (the CUDA code path) on the CPU
 
@@ -260,6 +261,35 @@ def _smoothing_operator(graph: sp.csr_matrix, smooth: float, steps: int = 2) -> 
     for _ in range(steps - 1):
         S = (S @ S1).tocsr()
     return S
+
+
+class _Power:
+    """A sparse matrix ``B`` applied ``reps`` times: ``B^reps @ x`` without forming ``B^reps``.
+
+    Works with scipy.sparse and torch sparse ``B`` alike (only ``B @ x`` is used).
+    """
+
+    def __init__(self, B, reps: int) -> None:
+        self.B, self.reps = B, reps
+
+    def __matmul__(self, x):
+        for _ in range(self.reps):
+            x = self.B @ x
+        return x
+
+
+def _operator_pair(graph: sp.csr_matrix, smooth: float, steps: int, to_backend: Callable) -> tuple[_Power, _Power]:
+    """``(S, S^T)`` of ``_smoothing_operator(graph, smooth, steps)`` as backend operators.
+
+    Up to ``_MAX_STORED_POWER`` steps the power is formed explicitly (one product per use). Wider
+    operators apply the one-step operator ``steps`` times instead: the explicit power's non-zeros per
+    row grow with ``steps^2`` (about 13, 130 and 1,400 at 2, 8 and 32 steps on a Visium graph), the
+    repeated product's cost only with ``steps``.
+    """
+    stored = steps if steps <= _MAX_STORED_POWER or smooth == 0 else 1
+    B = _smoothing_operator(graph, smooth, stored)
+    reps = steps // stored
+    return _Power(to_backend(B), reps), _Power(to_backend(B.T.tocsr()), reps)
 
 
 class _Fit:
@@ -699,8 +729,7 @@ class SpotfillModel(BaseImputer):
 
             def get(a: tuple[float, int]) -> tuple:
                 if a not in cache:
-                    S = _smoothing_operator(G, *a)
-                    cache[a] = (be.sparse(S), be.sparse(S.T.tocsr()))
+                    cache[a] = _operator_pair(G, *a, be.sparse)
                 return cache[a]
 
             return get
