@@ -59,9 +59,7 @@ def as_csr(X, *, dtype=np.float32) -> sp.csr_matrix:
 
 def _is_canonical(X) -> bool:
     """Sorted indices, no duplicates and no stored zeros (checked without copying ``X``)."""
-    return bool(
-        len(X.data) == X.indptr[-1] and X.has_canonical_format and np.count_nonzero(X.data) == len(X.data)
-    )
+    return bool(len(X.data) == X.indptr[-1] and X.has_canonical_format and np.count_nonzero(X.data) == len(X.data))
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

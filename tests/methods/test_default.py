@@ -147,6 +147,30 @@ def test_parallel_kernels_match_the_numpy_fallback(synthetic, monkeypatch):
     np.testing.assert_array_equal(theta_fast, theta_slow)
 
 
+def test_serial_twins_equal_the_parallel_kernels(synthetic):
+    """Small problems run single-threaded twins of the kernels: the same numbers, bit for bit."""
+    from spotfill.methods import default as mod
+
+    if mod.numba is None:
+        pytest.skip("numba not installed")
+    X, _, _ = synthetic
+    rng = np.random.default_rng(3)
+    U = rng.uniform(0.1, 1.0, size=(X.shape[0], 7))  # k = 7: SIMD partial sums plus a remainder
+    V = rng.dirichlet(np.ones(X.shape[1]), size=7).T
+    C = mod._Counts(X)
+    lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    for name, args, shape in (
+        ("ratio", (C.csr.indptr, C.csr.indices, C.csr.data, U, V), (X.shape[0], 7)),
+        ("ratio", (C.csc.indptr, C.csc.indices, C.csc.data, V, U), (X.shape[1], 7)),
+        ("rowdot", (C.csr.indptr, C.csr.indices, U, V), (C.csr.nnz,)),
+        ("xlogmu", (C.csr.indptr, C.csr.indices, C.csr.data, lib, U, V, 0.3), (X.shape[0],)),
+    ):
+        par, ser = np.empty(shape), np.empty(shape)
+        mod._PARALLEL[name](*args, par)
+        mod._SERIAL[name](*args, ser)
+        np.testing.assert_array_equal(par, ser)
+
+
 def test_refine_iter_warm_starts_from_the_selected_candidate(synthetic):
     X, G, rate = synthetic
     model = SpotfillModel(refine_iter=5, progress=False).fit(X, graph=G)
