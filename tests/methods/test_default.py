@@ -55,6 +55,63 @@ def test_recovers_truth_better_than_controls(synthetic):
     assert _deviance(rate, auto) < 0.5 * d_mean
 
 
+@pytest.mark.parametrize("smooth", [0.0, 0.5])
+def test_spots_without_counts_are_predicted_from_their_neighbours(synthetic, smooth):
+    """Held-out spots (rows emptied, as in P3) get their neighbours' profile and depth, not zeros."""
+    X, G, rate = synthetic
+    side = 14
+    held = np.array([r * side + c for r in range(5, 8) for c in range(5, 8)])  # a 3 x 3 patch in the middle
+    Xs = X.tolil()
+    Xs[held] = 0
+    Xs = Xs.tocsr()
+    Xs.eliminate_zeros()
+    model = SpotfillModel(n_latent=3, smooth=smooth, progress=False).fit(Xs, graph=G)
+    np.testing.assert_array_equal(model.empty_spots_, held)
+    Y = model.transform()
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    # the library size of a held-out spot is the mean of its 4 lattice neighbours' (the patch centre: of
+    # the border spots filled in the first round)
+    border = 5 * side + 6  # top middle of the patch: neighbours (4, 6), (5, 5), (5, 7), (6, 6)
+    measured = [4 * side + 6]  # only (4, 6) is measured in the first round
+    np.testing.assert_allclose(model.library_size_[border], lib[measured].mean())
+    centre = 6 * side + 6
+    ring = [5 * side + 6, 7 * side + 6, 6 * side + 5, 6 * side + 7]
+    np.testing.assert_allclose(model.library_size_[centre], model.library_size_[ring].mean())
+    np.testing.assert_allclose(model.loadings_[centre], model.loadings_[ring].mean(axis=0))
+    # predictions at the held-out spots: their expression profile is far closer to the truth than the
+    # gene mean's at the same (interpolated) depth; the depth itself comes from the neighbours
+    gene_mean = np.outer(model.library_size_[held], np.asarray(X.sum(axis=0)).ravel() / lib.sum())
+    truth = rate[held] / rate[held].sum(axis=1, keepdims=True) * model.library_size_[held, None]
+    assert _deviance(truth, Y[held]) < 0.5 * _deviance(truth, gene_mean)
+    np.testing.assert_allclose(Y[held].sum(axis=1), model.library_size_[held], rtol=0.1)
+    assert np.all(model.library_size_[held] > 300)  # within the synthetic depths (300-700)
+    # measured spots are unaffected by the filling: the same fit without the attribute's fill
+    observed = np.setdiff1d(np.arange(X.shape[0]), held)
+    np.testing.assert_array_equal(model.library_size_[observed], lib[observed])
+
+
+def test_fill_from_neighbours_by_hand():
+    from spotfill.methods.default import _fill_from_neighbours
+
+    # path 0 - 1 - 2 - 3 plus an isolated pair 4 - 5; spots 1, 2 and the whole pair are empty
+    edges = [(0, 1), (1, 2), (2, 3), (4, 5)]
+    a, b = np.array(edges).T
+    G = sp.coo_matrix((np.r_[np.ones(3), 1.0], (a, b)), shape=(6, 6))
+    G = (G + G.T).tocsr()
+    G[2, 3] = G[3, 2] = 3.0  # spot 2 leans towards spot 3
+    L = np.array([[1.0, 0.0], [9, 9], [9, 9], [0.0, 1.0], [9, 9], [9, 9]])
+    lib = np.array([10.0, 0, 0, 30, 0, 0])
+    L2, lib2, left = _fill_from_neighbours(G, L, lib, np.array([1, 2, 4, 5]))
+    # round 1: spot 1 from spot 0 only (its other neighbour is empty), spot 2 from spot 3 only
+    np.testing.assert_allclose(L2[1], [1.0, 0.0])
+    np.testing.assert_allclose(L2[2], [0.0, 1.0])
+    np.testing.assert_allclose(lib2[:4], [10, 10, 30, 30])
+    assert left == 2
+    np.testing.assert_array_equal(L2[4:], 0.0)  # no measured spot in their component
+    np.testing.assert_array_equal(lib2[4:], 0.0)
+    np.testing.assert_array_equal(L[1], [9, 9])  # inputs untouched
+
+
 def test_auto_selection_picks_smallest_sufficient_rank(synthetic):
     X, G, _ = synthetic
     model = SpotfillModel(progress=False).fit(X, graph=G)

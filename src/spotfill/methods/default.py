@@ -296,6 +296,40 @@ def _operator_pair(graph: sp.csr_matrix, smooth: float, steps: int, to_backend: 
     return _Power(to_backend(B), reps), _Power(to_backend(B.T.tocsr()), reps)
 
 
+def _fill_from_neighbours(
+    graph: sp.csr_matrix, loadings: np.ndarray, lib: np.ndarray, empty: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fill the loadings and library sizes of the ``empty`` spots with edge-weighted neighbour means.
+
+    Spots are filled in rounds: first those with a measured neighbour, then those next to a spot
+    filled in an earlier round (a breadth-first front), so a held-out patch is filled from its border
+    inwards. Spots whose graph component has no measured spot keep zero loadings and library size.
+    Returns the new loadings, the new library sizes and the number of spots left unfilled.
+    """
+    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
+    A.setdiag(0)
+    A.eliminate_zeros()
+    A.data = np.abs(A.data)
+    L, out_lib = loadings.copy(), lib.astype(np.float64, copy=True)
+    known = np.ones(len(lib), dtype=bool)
+    known[empty] = False
+    todo = np.asarray(empty)
+    while todo.size:
+        W = A[todo][:, known]  # weights from the spots to fill to spots already known
+        w = np.asarray(W.sum(axis=1)).ravel()
+        ready = w > 0
+        if not ready.any():
+            break
+        rows, W = todo[ready], sp.diags(1.0 / w[ready]) @ W[ready]
+        L[rows] = W @ L[known]
+        out_lib[rows] = W @ out_lib[known]
+        known[rows] = True
+        todo = todo[~ready]
+    L[todo] = 0.0
+    out_lib[todo] = 0.0
+    return L, out_lib, int(todo.size)
+
+
 class _Fit:
     """State of one factorisation: free loadings ``U``, programmes ``V`` and the operator ``S``."""
 
@@ -613,11 +647,18 @@ class SpotfillModel(BaseImputer):
     Attributes
     ----------
     loadings_
-        Smoothed spot loadings ``S U`` (``(n_spots, n_latent_)``), before the library size.
+        Smoothed spot loadings ``S U`` (``(n_spots, n_latent_)``), before the library size (at
+        ``empty_spots_``: the mean of their neighbours').
     factors_
         Gene programmes ``V`` (``(n_genes, n_latent_)``, columns sum to 1).
     library_size_
-        Library size of each spot (observed total counts).
+        Library size of each spot: its observed total count, or for a spot without counts (see
+        ``empty_spots_``) the edge-weighted mean of its neighbours'.
+    empty_spots_
+        Indices of the spots without any count. Their loadings and library sizes are filled from
+        their graph neighbours after the fit (from the border inwards for a patch of such spots), so
+        the model predicts held-out or unmeasured spots by spatial interpolation; a spot whose graph
+        component has no measured spot stays 0.
     theta_
         Negative-binomial shape of each gene (``inf`` = Poisson); larger means less over-dispersed.
     n_latent_, smooth_, smooth_steps_
@@ -867,6 +908,17 @@ class SpotfillModel(BaseImputer):
             if self.shrink != "none"
             else np.full(m, np.inf)
         )
+        # spots without counts (unmeasured, or held out) are predicted from their neighbours
+        self.empty_spots_ = np.flatnonzero(lib == 0)
+        if self.empty_spots_.size:
+            self.loadings_, self.library_size_, n_left = _fill_from_neighbours(
+                graph, self.loadings_, lib, self.empty_spots_
+            )
+            logger.info(
+                "spotfill: %d spots without counts predicted from their neighbours%s",
+                self.empty_spots_.size - n_left,
+                f"; {n_left} have no measured spot in their graph component and stay 0" if n_left else "",
+            )
 
     # --- prediction ----------------------------------------------------------------------------
     def rates(self, genes: np.ndarray | slice | None = None) -> np.ndarray:
