@@ -85,9 +85,15 @@ def test_spots_without_counts_are_predicted_from_their_neighbours(synthetic, smo
     assert _deviance(truth, Y[held]) < 0.5 * _deviance(truth, gene_mean)
     np.testing.assert_allclose(Y[held].sum(axis=1), model.library_size_[held], rtol=0.1)
     assert np.all(model.library_size_[held] > 300)  # within the synthetic depths (300-700)
-    # measured spots are unaffected by the filling: the same fit without the attribute's fill
+    # measured spots keep their observed library sizes
     observed = np.setdiff1d(np.arange(X.shape[0]), held)
     np.testing.assert_array_equal(model.library_size_[observed], lib[observed])
+    # no posterior update at a spot where nothing was observed, whatever ``shrink``
+    np.testing.assert_array_equal(Y[held], model.rates()[held])
+    model.set_params(shrink="all")
+    Y_all = model.transform()
+    np.testing.assert_array_equal(Y_all[held], model.rates()[held])
+    assert np.mean(Y_all[observed] != model.rates()[observed]) > 0.9  # shrunk everywhere else
 
 
 def test_fill_from_neighbours_by_hand():

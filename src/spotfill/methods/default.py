@@ -970,11 +970,15 @@ class SpotfillModel(BaseImputer):
                 th = theta[cols]
                 mu[rows, cols] = (m_nz * (th + X.data[a:b]) / (th + m_nz)).astype(np.float32)
             return mu
-        # "all": zeros are evidence too; process in row blocks to bound the temporaries
+        # "all": zeros are evidence too, except at spots without any count, whose rates are their
+        # neighbours' (nothing was observed there); process in row blocks to bound the temporaries
+        empty = self.empty_spots_
+        kept = mu[empty].copy()
         step = max(1, _BLOCK // max(X.shape[1], 1))
         for s in range(0, X.shape[0], step):
             blk = mu[s : s + step].astype(np.float64)
             mu[s : s + step] = (blk * (theta + X[s : s + step].toarray()) / (theta + blk)).astype(np.float32)
+        mu[empty] = kept
         return mu
 
 
