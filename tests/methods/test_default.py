@@ -116,6 +116,13 @@ def test_fill_from_neighbours_by_hand():
     np.testing.assert_array_equal(L2[4:], 0.0)  # no measured spot in their component
     np.testing.assert_array_equal(lib2[4:], 0.0)
     np.testing.assert_array_equal(L[1], [9, 9])  # inputs untouched
+    # a directed graph (e.g. a kNN graph): a spot is filled along its own edges only; spot 1's one
+    # edge leads to the empty spot 2, so it waits for spot 2, which is filled from spot 3
+    D = sp.csr_matrix((np.ones(4), ([0, 1, 2, 3], [1, 2, 3, 2])), shape=(4, 4))
+    L3, lib3, left = _fill_from_neighbours(D, L[:4], lib[:4], np.array([1, 2]))
+    np.testing.assert_allclose(L3[1:3], [[0.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_allclose(lib3, [10, 30, 30, 30])
+    assert left == 0
 
 
 def test_auto_selection_picks_smallest_sufficient_rank(synthetic):

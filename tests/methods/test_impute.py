@@ -73,6 +73,22 @@ def test_canonical_counts_are_read_without_a_copy_and_left_writeable(adata, meth
     assert not np.shares_memory(Y.data if sp.issparse(Y) else Y, X.data)
 
 
+def test_estimator_notices_counts_changed_in_place_after_fit(adata):
+    X = adata.X
+    model = make_method("mean").fit(X)
+    before = model.transform()
+    X.data *= 100  # e.g. an in-place normalisation of the matrix the model shares
+    with pytest.raises(InputError, match="changed in place"):
+        model.transform()
+    X.data /= 100
+    np.testing.assert_array_equal(model.transform(), before)  # restored: the fingerprint matches again
+    # a copied input (here: float64) is the model's own, so later edits of the caller's matrix are harmless
+    X64 = sp.csr_matrix(X, dtype=np.float64)
+    own = make_method("mean").fit(X64)
+    X64.data *= 100
+    np.testing.assert_array_equal(own.transform(), before)
+
+
 def test_copy_returns_new_object(adata):
     out = impute(adata, "mean", copy=True)
     assert out is not adata

@@ -52,6 +52,11 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
     return out.astype(np.float32)
 
 
+def _fingerprint(X: sp.csr_matrix) -> tuple[int, float, int]:
+    """Cheap summary of a CSR matrix's stored values and positions (changes when they are edited in place)."""
+    return X.nnz, float(X.data.sum(dtype=np.float64)), int(X.indices.sum(dtype=np.int64))
+
+
 class BaseImputer:
     """Base class of spotfill's imputation estimators.
 
@@ -102,7 +107,9 @@ class BaseImputer:
         Parameters
         ----------
         X
-            Raw counts, dense or sparse, spots x genes.
+            Raw counts, dense or sparse, spots x genes. Canonical float32 CSR input (sorted indices,
+            no stored zeros) is not copied: the estimator keeps a read-only view of it, so change it
+            in place only after the last ``transform()`` (which raises if it was changed).
         graph
             Spatial neighbour graph (spots x spots, sparse), e.g.
             ``adata.obsp['spatial_connectivities']``. Required by graph-based methods.
@@ -151,6 +158,9 @@ class BaseImputer:
         self.mask_ = mask
         self._fit(Xc, graph=graph, coords=coords)
         self._X_fit = Xc
+        # canonical float32 CSR input is kept as a read-only view of the caller's matrix, not a copy:
+        # remember a fingerprint so that transform() notices if the caller changed it in place
+        self._X_fingerprint = None if Xc.data.flags.writeable else _fingerprint(Xc)
         return self
 
     def transform(self, X=None, *, genes=None) -> np.ndarray | sp.csr_matrix:
@@ -169,6 +179,13 @@ class BaseImputer:
         self._check_fitted()
         if X is None:
             Xc = self._X_fit
+            if getattr(self, "_X_fingerprint", None) is not None and _fingerprint(Xc) != self._X_fingerprint:
+                msg = (
+                    "the counts this model was fitted on were changed in place after fit (e.g. by "
+                    "sc.pp.normalize_total or log1p on the same matrix): the model shares them rather than "
+                    "copying them. Fit again, or pass the original counts: transform(X)."
+                )
+                raise InputError(msg)
         else:
             Xc = check_counts(X, require_integer=False)
             if Xc.shape != (self.n_obs_, self.n_vars_):

@@ -301,33 +301,37 @@ def _fill_from_neighbours(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Fill the loadings and library sizes of the ``empty`` spots with edge-weighted neighbour means.
 
-    Spots are filled in rounds: first those with a measured neighbour, then those next to a spot
-    filled in an earlier round (a breadth-first front), so a held-out patch is filled from its border
-    inwards. Spots whose graph component has no measured spot keep zero loadings and library size.
-    Returns the new loadings, the new library sizes and the number of spots left unfilled.
+    Spots are filled by their hop distance to the nearest measured spot: first those with a measured
+    neighbour, then those next to a spot filled before (each from its already filled or measured
+    neighbours), so a held-out patch is filled from its border inwards. Each spot is filled once:
+    ``O(nnz(graph) * k)`` in all. Spots whose graph component has no measured spot keep zero
+    loadings and library size. Returns the new loadings, the new library sizes and the number of
+    spots left unfilled.
     """
+    n = len(lib)
     A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
     A.setdiag(0)
     A.eliminate_zeros()
     A.data = np.abs(A.data)
-    L, out_lib = loadings.copy(), lib.astype(np.float64, copy=True)
-    known = np.ones(len(lib), dtype=bool)
-    known[empty] = False
-    todo = np.asarray(empty)
-    while todo.size:
-        W = A[todo][:, known]  # weights from the spots to fill to spots already known
-        w = np.asarray(W.sum(axis=1)).ravel()
-        ready = w > 0
-        if not ready.any():
-            break
-        rows, W = todo[ready], sp.diags(1.0 / w[ready]) @ W[ready]
-        L[rows] = W @ L[known]
-        out_lib[rows] = W @ out_lib[known]
-        known[rows] = True
-        todo = todo[~ready]
-    L[todo] = 0.0
-    out_lib[todo] = 0.0
-    return L, out_lib, int(todo.size)
+    known = np.ones(n)
+    known[empty] = 0.0
+    L = loadings * known[:, None]  # zero rows until filled, so products only see known spots
+    out_lib = lib.astype(np.float64) * known
+    if not known.any():
+        return L, out_lib, len(empty)
+    # hops from each spot along its own edges (rows of A) to the nearest measured spot: a spot d hops
+    # away has a neighbour d - 1 hops away, filled before it (multi-source search on A^T)
+    hops = csgraph.dijkstra(A.T.tocsr(), directed=True, indices=np.flatnonzero(known), unweighted=True, min_only=True)
+    hops_empty = hops[empty]
+    reachable = np.isfinite(hops_empty)
+    for d in np.unique(hops_empty[reachable]):
+        rows = empty[hops_empty == d]
+        W = A[rows]
+        w = W @ known  # > 0: every spot at distance d has a neighbour at distance d - 1
+        L[rows] = (W @ L) / w[:, None]
+        out_lib[rows] = (W @ out_lib) / w
+        known[rows] = 1.0
+    return L, out_lib, int(np.count_nonzero(~reachable))
 
 
 class _Fit:
@@ -637,7 +641,8 @@ class SpotfillModel(BaseImputer):
         Seed of the initialisation, the thinning split and the dispersion subset.
     device
         ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or ``"cuda"``. The CPU
-        runs the numba kernels (bit-reproducible, independent of the number of threads); a GPU runs
+        runs the numba kernels (bit-reproducible on one machine, independent of the number of threads;
+        the dot products use the CPU's vector width, so another CPU may differ in the last bits); a GPU runs
         the same updates in torch (float64, equal to the CPU results up to rounding). GPU sums use
         atomic scatter-adds, so repeated GPU runs agree only up to rounding, and a near-tie in the
         automatic selection can then go either way.
@@ -901,8 +906,9 @@ class SpotfillModel(BaseImputer):
         self.loadings_ = be.numpy(fit.loadings())
         self.factors_ = be.numpy(fit.V)
         self.library_size_ = lib
-        n_disp = min(n, self.max_spots_dispersion)
-        spots = np.sort(rng.choice(n, size=n_disp, replace=False)) if n_disp < n else np.arange(n)
+        pool = np.flatnonzero(lib > 0)  # spots without counts say nothing about the dispersion
+        n_disp = min(len(pool), self.max_spots_dispersion)
+        spots = np.sort(rng.choice(pool, size=n_disp, replace=False)) if n_disp < len(pool) else pool
         self.theta_ = (
             _fit_dispersion(X, lib, self.loadings_, self.factors_, spots)
             if self.shrink != "none"
