@@ -158,12 +158,15 @@ def gene_pearson(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
     """
     ly = np.log1p(np.asarray(Y, dtype=np.float64))
     lp = np.log1p(np.clip(np.asarray(P, dtype=np.float64), 0.0, None))
+    # constant columns are found before centring: a centred constant keeps rounding noise (~1e-17),
+    # whose "correlation" would be noise rather than nan
+    varies = (np.ptp(ly, axis=0) > 0) & (np.ptp(lp, axis=0) > 0)
     ly = ly - ly.mean(axis=0)
     lp = lp - lp.mean(axis=0)
     den = np.sqrt((ly * ly).sum(axis=0) * (lp * lp).sum(axis=0))
     num = (ly * lp).sum(axis=0)
     out = np.full(num.shape, np.nan)
-    ok = den > 0
+    ok = varies & (den > 0)
     out[ok] = num[ok] / den[ok]
     return out
 
