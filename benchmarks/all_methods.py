@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _tables import write_markdown
 
 from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
@@ -116,10 +117,7 @@ def main() -> None:
     command = f"python benchmarks/all_methods.py --methods {shlex.quote(args.methods)} --seeds {args.seeds}" + (
         " --in-process" if args.in_process else ""
     )
-    md = Path(args.md)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(df, command=command))
-    print(f"wrote {csv} and {md}")
+    write_markdown(args.md, markdown(df, command=command), csv=csv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _tables import write_markdown
 
 from spotfill.benchmark import run_benchmark
 from spotfill.methods import list_methods
@@ -204,10 +205,7 @@ def main() -> None:
     command = "python benchmarks/seed_trials.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("timeout", args.timeout))
     )
-    md = Path(args.md)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(df, command=command))
-    print(f"wrote {args.csv} and {md}")
+    write_markdown(args.md, markdown(df, command=command), csv=args.csv)
     if args.report:
         from spotfill.plotting import report
 
