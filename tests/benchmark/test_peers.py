@@ -192,18 +192,23 @@ def test_smoother_log1p_scale_round_trip_with_a_stand_in_tool(monkeypatch):
 
     class Weights:
         def calc_weights_knn(self, coords, k, verbose):
-            self.k = k
+            self.k, self.coords = k, np.asarray(coords)
 
     class Impute:
+        """Adds 0.1 to the observed spots; a missing spot (after them) gets the observed mean + 0.1."""
+
         def __init__(self, y_obs, loss, **kwargs):
-            self.y = y_obs
+            n_missing = len(loss.coords) - y_obs.shape[0]
+            self.y = torch.cat([y_obs, y_obs.mean(dim=0, keepdim=True).repeat(n_missing, 1)])
 
         def get_results(self):
             return self.y + 0.1
 
+    import torch
+
     tool = types.ModuleType("smoother")
     tool.SpatialWeightMatrix = Weights
-    tool.SpatialLoss = lambda *args, **kwargs: None
+    tool.SpatialLoss = lambda kind, weights, **kwargs: weights
     models = types.ModuleType("smoother.models")
     impute = types.ModuleType("smoother.models.impute")
     impute.ImputeTorch = Impute
@@ -219,6 +224,20 @@ def test_smoother_log1p_scale_round_trip_with_a_stand_in_tool(monkeypatch):
     np.testing.assert_allclose(got, want, rtol=1e-5)
     counts = peers._local_smoother(sp.csr_matrix(X), coords, scale="counts", **opts)
     np.testing.assert_allclose(counts, X + 0.1, rtol=1e-6)
+    # a spot without counts is the tool's missing spot: passed after the observed ones, mapped back in place
+    X0 = X.copy()
+    X0[1] = 0
+    coords4 = np.r_[coords, [[5.0, 5.0]]]
+    X4 = np.r_[X0, [[2, 2, 2]]].astype(np.float32)
+    got = peers._local_smoother(sp.csr_matrix(X4), coords4, scale="counts", **opts)
+    seen = X4[[0, 2, 3]]
+    np.testing.assert_allclose(got[[0, 2, 3]], seen + 0.1, rtol=1e-6)
+    np.testing.assert_allclose(got[1], seen.mean(axis=0) + 0.1, rtol=1e-6)
+    # log1p: the missing spot's depth is the mean library of its k (here all 3) nearest observed spots
+    got = peers._local_smoother(sp.csr_matrix(X4), coords4, scale="log1p", **opts)
+    lib4 = X4.sum(axis=1)
+    log_seen = np.log1p(seen * 1e4 / lib4[[0, 2, 3], None])
+    np.testing.assert_allclose(got[1], np.expm1(log_seen.mean(axis=0) + 0.1) * lib4[[0, 2, 3]].mean() / 1e4, rtol=1e-5)
     with pytest.raises(InputError, match="scale must be 'counts' or 'log1p'"):
         peers.run_smoother(X, coords, scale="log")
 

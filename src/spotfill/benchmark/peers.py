@@ -402,13 +402,17 @@ def _local_smoother(
     n, g = M.shape
     Y = np.empty((n, g), dtype=np.float32)
     step = g if gene_block is None or gene_block <= 0 else int(gene_block)
+    # spots without counts (held out, P3) are the tool's "missing" spots: it imputes them from the
+    # spatial prior, and expects them after the observed spots in the coordinates it is given
+    lib = _library(M)
+    seen = np.flatnonzero(lib > 0)
+    order = np.r_[seen, np.flatnonzero(lib == 0)]
     with _quiet_tool("Smoother"):
         weights = smoother.SpatialWeightMatrix()
-        weights.calc_weights_knn(coords, k=min(k, n - 1), verbose=False)
+        weights.calc_weights_knn(coords[order], k=min(k, n - 1), verbose=False)
         loss = smoother.SpatialLoss("icar", weights, rho=rho, standardize_cov=True)
-        lib = _library(M)
         # log1p of counts per 10,000 for scale="log1p", as the tool's tutorials smooth log expression
-        C = (_log_normalise(M, lib) if scale == "log1p" else M).tocsc()
+        C = (_log_normalise(M[seen], lib[seen]) if scale == "log1p" else M[seen]).tocsc()
         for start in range(0, g, step):
             stop = min(start + step, g)
             y_obs = torch.as_tensor(C[:, start:stop].toarray(), dtype=torch.float32)
@@ -423,9 +427,17 @@ def _local_smoother(
                 verbose=False,
                 quiet=True,
             )
-            Y[:, start:stop] = model.get_results().cpu().numpy()
+            Y[order, start:stop] = model.get_results().cpu().numpy()
     if scale == "log1p":
-        Y = (np.expm1(Y) * (lib / _NORM_TARGET)[:, None]).astype(np.float32)
+        # a spot without counts gets the mean library size of its k nearest observed spots
+        depth = lib.copy()
+        if seen.size < n and seen.size:
+            from sklearn.neighbors import NearestNeighbors
+
+            missing = np.flatnonzero(lib == 0)
+            nn = NearestNeighbors(n_neighbors=min(k, seen.size)).fit(coords[seen])
+            depth[missing] = lib[seen][nn.kneighbors(coords[missing], return_distance=False)].mean(axis=1)
+        Y = (np.expm1(Y) * (depth / _NORM_TARGET)[:, None]).astype(np.float32)
     return _finish(Y)
 
 
@@ -672,10 +684,13 @@ def run_smoother(
 
     Documented usage: ``SpatialWeightMatrix().calc_weights_knn(coords, k=6)``, ``SpatialLoss('icar',
     weights, rho=0.99, standardize_cov=True)``, then ``ImputeTorch(y, loss, fixed_obs=False,
-    nonneg=False, lambda_spatial_loss=1, lr=1e-3)`` on the counts of all spots (none missing), with
-    ``max_epochs=200`` (default 1,000). Adam starts from the observed counts and takes 200 steps of
-    size about ``lr``, so each value moves by at most about 0.2 counts: on raw counts Smoother is a
-    light smoothing, and the tool warns that it has not converged (logged, not raised).
+    nonneg=False, lambda_spatial_loss=1, lr=1e-3)`` on the counts of the observed spots, with
+    ``max_epochs=200`` (default 1,000). Spots without any count (P3's held-out spots) are passed as the
+    tool's missing spots (their coordinates after the observed ones'), which it imputes from the
+    spatial prior; before session 4 they were passed as observed all-zero spots. Adam starts from the
+    observed counts and takes 200 steps of size about ``lr``, so each value moves by at most about 0.2
+    counts: on raw counts Smoother is a light smoothing, and the tool warns that it has not converged
+    (logged, not raised).
 
     Genes are fitted in blocks of ``gene_block`` (256). The objective is a sum of independent
     per-gene terms, but the tool evaluates its spatial loss as the diagonal of a dense genes x genes
@@ -689,7 +704,8 @@ def run_smoother(
     output is returned as it is (negative values set to 0). With
     ``scale="log1p"`` it smooths ``log1p`` of counts per 10,000 (the scale of the tool's tutorials),
     and the output is mapped back as ``expm1(y) * lib_i / 1e4``; the same 200 steps then move each
-    value by up to ~0.2 in log units, a much stronger smoothing.
+    value by up to ~0.2 in log units, a much stronger smoothing. A missing spot's ``lib_i`` is the mean
+    library size of its ``k`` nearest observed spots.
 
     Parameters
     ----------
