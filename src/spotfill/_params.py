@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import InputError
 
-__all__ = ["parse_method_spec", "parse_value", "split_top_level"]
+__all__ = ["parse_method_spec", "parse_params", "parse_value", "split_top_level"]
 
 _SPEC = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
 
@@ -24,6 +24,24 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parse_params(items: list[str] | tuple[str, ...], *, usage: str) -> dict[str, Any]:
+    """Read ``key=value`` items into keyword parameters (``-`` in keys becomes ``_``).
+
+    Raises
+    ------
+    InputError
+        An item without ``=`` or without a key; the message is ``"{usage}, got {item!r}."``.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            msg = f"{usage}, got {item!r}."
+            raise InputError(msg)
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return params
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
@@ -63,11 +81,5 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if match is None:
         msg = f"cannot read the method {spec!r}: write name[key=value,key=value], e.g. spotfill[gene_prior=5]."
         raise InputError(msg)
-    params: dict[str, Any] = {}
-    for item in split_top_level(match["params"]):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            msg = f"method parameter {item!r} in {spec!r} is not key=value."
-            raise InputError(msg)
-        params[key.strip().replace("-", "_")] = parse_value(value.strip())
+    params = parse_params(split_top_level(match["params"]), usage=f"a method parameter in {spec!r} is not key=value")
     return match["name"].strip(), params

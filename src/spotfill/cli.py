@@ -10,21 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import SpotfillError
-from ._params import parse_value, split_top_level
+from ._params import parse_params, split_top_level
 from ._version import __version__
 
 __all__ = ["main"]
 
 
 def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            msg = f"--param expects KEY=VALUE, got {item!r}."
-            raise SpotfillError(msg)
-        params[key.strip().replace("-", "_")] = parse_value(value.strip())
-    return params
+    return parse_params(list(items or ()), usage="--param expects KEY=VALUE")
 
 
 def _read_options(args: argparse.Namespace) -> dict[str, Any]:
