@@ -246,16 +246,22 @@ def _ratio_products(X: _Counts, U: np.ndarray, V: np.ndarray, *, side: Literal["
     return R @ V if side == "rows" else R.T @ U
 
 
+def _adjacency(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """Copy the graph's edge weights into a float64 CSR matrix without self loops (the caller's graph is untouched)."""
+    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
+    A.setdiag(0)
+    A.eliminate_zeros()
+    A.data = np.abs(A.data)
+    return A
+
+
 def _smoothing_operator(graph: sp.csr_matrix, smooth: float, steps: int = 2) -> sp.csr_matrix:
     """``((1 - a) I + a P)^steps`` with ``P`` the row-normalised adjacency (no self loops), ``a = smooth``."""
     n = graph.shape[0]
     eye = sp.identity(n, format="csr")
     if smooth == 0:
         return eye
-    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
-    A.setdiag(0)
-    A.eliminate_zeros()
-    A.data = np.abs(A.data)
+    A = _adjacency(graph)
     d = np.asarray(A.sum(axis=1)).ravel()
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
     P = sp.diags(inv) @ A
@@ -309,10 +315,7 @@ def _fill_from_neighbours(
     spots left unfilled.
     """
     n = len(lib)
-    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
-    A.setdiag(0)
-    A.eliminate_zeros()
-    A.data = np.abs(A.data)
+    A = _adjacency(graph)
     known = np.ones(n)
     known[empty] = 0.0
     L = loadings * known[:, None]  # zero rows until filled, so products only see known spots
@@ -976,15 +979,14 @@ class SpotfillModel(BaseImputer):
                 th = theta[cols]
                 mu[rows, cols] = (m_nz * (th + X.data[a:b]) / (th + m_nz)).astype(np.float32)
             return mu
-        # "all": zeros are evidence too, except at spots without any count, whose rates are their
-        # neighbours' (nothing was observed there); process in row blocks to bound the temporaries
-        empty = self.empty_spots_
-        kept = mu[empty].copy()
+        # "all": zeros are evidence too, but only at spots where something was observed (a spot without
+        # counts has its neighbours' rates); process the measured rows in blocks to bound the temporaries
+        measured = np.setdiff1d(np.arange(X.shape[0]), self.empty_spots_)
         step = max(1, _BLOCK // max(X.shape[1], 1))
-        for s in range(0, X.shape[0], step):
-            blk = mu[s : s + step].astype(np.float64)
-            mu[s : s + step] = (blk * (theta + X[s : s + step].toarray()) / (theta + blk)).astype(np.float32)
-        mu[empty] = kept
+        for s in range(0, len(measured), step):
+            r = measured[s : s + step]
+            blk = mu[r].astype(np.float64)
+            mu[r] = (blk * (theta + X[r].toarray()) / (theta + blk)).astype(np.float32)
         return mu
 
 
