@@ -120,6 +120,9 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
 
 def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: bool = True) -> sp.csr_matrix:
     """Fetch and validate the count matrix of ``adata`` (``X`` or ``layers[layer]``)."""
+    if adata.isbacked and layer is None:
+        msg = "adata is in backed mode (X stays on disk): load it into memory first with adata = adata.to_memory()."
+        raise InputError(msg)
     if layer is None:
         X, name = adata.X, "adata.X"
     else:

@@ -98,11 +98,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
 
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        msg = f"--seeds takes comma-separated integers, e.g. --seeds 0,1,2; got {args.seeds!r}."
+        raise SpotfillError(msg) from None
     run_benchmark(
         args.data,
         protocols=[p.strip() for p in args.protocol.split(",") if p.strip()],
         methods=split_top_level(args.methods),
-        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
+        seeds=seeds,
         out=args.out,
         isolate=not args.in_process,
         frac=args.frac,

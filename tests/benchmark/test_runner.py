@@ -264,3 +264,25 @@ def test_p3_default_model_predicts_held_out_spots_from_their_neighbours():
     assert score[model, "rmse"] < 0.4 * score["libsize_mean", "rmse"]  # measured: 0.82 against 2.69
     assert score[model, "pearson"] > 0.85  # measured: 0.888
     assert score[model, "rmse"] < 1.1 * score["spatial_knn", "rmse"]  # a plain spatial average: 0.80
+
+
+def test_output_file_is_checked_before_running(tmp_path):
+    data = tmp_path / "d.h5ad"
+    _adata().write_h5ad(data)
+    before = data.read_bytes()
+    with pytest.raises(InputError, match=r"must end in \.csv"):
+        run_benchmark([str(data)], methods=["raw"], out=data, progress=False)
+    renamed = tmp_path / "d.csv"  # an input that happens to end in .csv
+    data.rename(renamed)
+    with pytest.raises(InputError, match="one of the input files"):
+        run_benchmark([str(renamed)], methods=["raw"], out=renamed, progress=False)
+    renamed.rename(data)
+    with pytest.raises(InputError, match=r"must end in \.csv"):
+        run_benchmark([str(data)], methods=["raw"], out=tmp_path / "r.h5ad", progress=False)
+    with pytest.raises(InputError, match="seeds must be integers >= 0"):
+        run_benchmark([str(data)], methods=["raw"], seeds=[-1], progress=False)
+    assert data.read_bytes() == before
+    # a missing folder is created, as before
+    df = run_benchmark([str(data)], methods=["raw"], out=tmp_path / "new" / "r.csv", isolate=False, progress=False)
+    assert (tmp_path / "new" / "r.csv").exists()
+    assert set(df["method"]) == {"raw"}

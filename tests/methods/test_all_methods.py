@@ -155,7 +155,7 @@ def test_mask_as_nested_list_is_accepted(data):
         ("ae", {"hidden": 5}, "hidden must be a sequence"),
         ("ae", {"val_fraction": "a"}, "val_fraction must be in"),
         ("nmf", {"loss": "rmse_all", "zero_ratio": 0}, "zero_ratio must be"),
-        ("knn", {"seed": "a"}, "seed must be a non-negative integer"),
+        ("knn", {"seed": "a"}, "seed must be an integer >= 0"),
     ],
 )
 def test_bad_parameter_values_are_input_errors(data, name, params, match):
@@ -169,7 +169,7 @@ def test_nan_counts_and_bad_key_added(data):
     adata.X.data[0] = np.nan
     with pytest.raises(spotfill.InputError, match="adata.X contains 1 NaN or infinite values"):
         spotfill.impute(adata, "mean")
-    with pytest.raises(spotfill.InputError, match="key_added must be a string"):
+    with pytest.raises(spotfill.InputError, match="key_added must be a non-empty string"):
         spotfill.impute(data[0].copy(), "mean", key_added=3)
 
 

@@ -81,6 +81,14 @@ def test_gene_fills_empty_matrix_of_zeros_stays_zero():
         np.testing.assert_array_equal(cls().fit_transform(X), np.zeros((3, 2)))
 
 
+def test_expression_knn_on_all_zero_counts_predicts_zeros():
+    # nothing to project: the PCA is skipped (ARPACK would fail on a zero matrix)
+    X = sp.csr_matrix((12, 5), dtype=np.float32)
+    est = ExpressionKNN(n_neighs=3)
+    np.testing.assert_array_equal(est.fit_transform(X).toarray(), np.zeros((12, 5)))
+    assert est.n_comps_ == 0
+
+
 # ------------------------------------------------------------------------------------------------
 # neighbour smoothers, by hand
 # ------------------------------------------------------------------------------------------------

@@ -258,3 +258,52 @@ def test_transform_genes_validates_indices(adata):
     np.testing.assert_allclose(est.transform(genes=np.array([3])).toarray(), est.transform()[:, [3]].toarray())
     with pytest.raises(InputError, match="gene indices"):
         est.transform(genes=np.array([99]))
+
+
+def test_key_added_never_overwrites_the_input_or_foreign_entries(adata):
+    adata.layers["counts"] = adata.X.copy()
+    counts = adata.layers["counts"].copy()
+    with pytest.raises(InputError, match="is the input layer"):
+        impute(adata, "mean", layer="counts", key_added="counts")
+    coords = adata.obsm["spatial"].copy()
+    with pytest.raises(InputError, match=r"overwrite adata\.obsm\['spatial'\]"):
+        impute(adata, "mean", genes=["g0"], key_added="spatial")
+    with pytest.raises(InputError, match=r"overwrite adata\.layers\['counts'\]"):
+        impute(adata, "mean", key_added="counts")
+    # the graph impute builds writes uns['spatial_neighbors']: that key is refused too
+    with pytest.raises(InputError, match=r"overwrite adata\.uns\['spatial_neighbors'\]"):
+        impute(adata, "spatial_knn", use_graph=True, key_added="spatial_neighbors")
+    with pytest.raises(InputError, match="non-empty string"):
+        impute(adata, "mean", key_added="")
+    assert (adata.layers["counts"] != counts).nnz == 0
+    np.testing.assert_array_equal(adata.obsm["spatial"], coords)
+    assert not {"counts", "spatial"} & set(adata.uns)
+    # an earlier spotfill result under the same key is replaced, as scanpy does
+    impute(adata, "mean", key_added="res")
+    impute(adata, "median", key_added="res")
+    assert adata.uns["res"]["method"] == "median"
+
+
+def test_seed_is_validated_for_every_method(adata):
+    for method in ("spotfill", "knn", "mean"):
+        with pytest.raises(InputError, match="seed must be an integer >= 0"):
+            impute(adata, method, seed=-1)
+    with pytest.raises(InputError, match="seed must be an integer >= 0"):
+        impute(adata, "spotfill", seed=1.5)
+
+
+def test_selected_values_of_auto_parameters_are_recorded(adata):
+    impute(adata, "spotfill", n_latent=2, smooth=0.5, max_iter=30)
+    info = adata.uns["imputed_spotfill"]
+    assert dict(info["selected"]) == {"n_latent": 2, "smooth": 0.5, "smooth_steps": 2, "n_iter": 30}
+    impute(adata, "mean")
+    assert "selected" not in adata.uns["imputed_mean"]
+
+
+def test_backed_anndata_gets_a_clear_error(adata, tmp_path):
+    path = tmp_path / "d.h5ad"
+    adata.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    with pytest.raises(InputError, match=r"backed mode.*to_memory"):
+        impute(backed, "mean")
+    backed.file.close()

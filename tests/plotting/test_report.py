@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
+from spotfill._errors import InputError
 from spotfill.cli import main
 from spotfill.plotting import report, summarize
 
@@ -126,8 +127,6 @@ def test_cli_benchmark_method_with_parameters(tmp_path):
 
 
 def test_report_rejects_foreign_table(tmp_path):
-    from spotfill._errors import InputError
-
     with pytest.raises(InputError, match="lacks columns"):
         report(pd.DataFrame({"x": [1]}), out=tmp_path / "r.html")
 
@@ -145,3 +144,30 @@ def test_report_scale_series_with_failure(tmp_path):
     text = report(pd.DataFrame(rows, columns=cols), out=tmp_path / "scale.html").read_text()
     assert len(re.findall(r"<img ", text)) == 1  # the cost figure only: no score protocol
     assert "failed: over time (&gt; 60 s)" in text
+
+
+def test_report_never_overwrites_its_inputs(tmp_path):
+    results = tmp_path / "r.csv"
+    _hand_results().to_csv(results, index=False)
+    data = tmp_path / "d.h5ad"
+    _adata().write_h5ad(data)
+    before = results.read_bytes(), data.read_bytes()
+    with pytest.raises(InputError, match=r"must end in \.html"):
+        report(results, out=results)
+    with pytest.raises(InputError, match=r"must end in \.html"):
+        report(results, data=[data], out=data)
+    renamed = tmp_path / "r.html"  # a results file named like a report
+    results.rename(renamed)
+    with pytest.raises(InputError, match="one of the input files"):
+        report(renamed, out=renamed)
+    renamed.rename(results)
+    assert (results.read_bytes(), data.read_bytes()) == before
+
+
+def test_cli_benchmark_bad_seeds_is_a_one_line_error(tmp_path, capsys):
+    data = tmp_path / "d.h5ad"
+    _adata().write_h5ad(data)
+    assert main(["benchmark", str(data), "--methods", "raw", "--seeds", "a", "--out", str(tmp_path / "r.csv")]) == 2
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "x.csv"), "--out", str(data)]) == 2
+    assert "must end in .html" in capsys.readouterr().err

@@ -11,7 +11,6 @@ after the call returns).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -31,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._errors import InputError
+from .._files import atomic_path, check_output_file
 from .._logging import progress as _progress
 from .._validation import check_counts, get_coords
 from ._external import check_prediction, resolve_method
@@ -257,26 +257,6 @@ def make_caller(name: str, ds: Dataset, *, seed: int = 0, isolate: bool = True, 
 
 
 # --- the runner ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(out: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``out``; on success rename it onto ``out`` (else delete it).
-
-    The file gets the permissions of a normally created file (``0o666`` less the umask).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_atomic(df: pd.DataFrame, out: Path) -> None:
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
@@ -313,7 +293,8 @@ def run_benchmark(
     seeds
         Seeds of the splits (P1-P3) and of the methods.
     out
-        CSV file for the results, rewritten (atomically) after each dataset.
+        CSV file for the results (``.csv``; its folder is created), rewritten (atomically) after each
+        dataset. It may not be one of the ``data`` files.
     isolate
         Run every method call in its own process (true wall time and peak memory, time limit).
     frac
@@ -351,8 +332,17 @@ def run_benchmark(
         raise InputError(msg)
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
+    seeds = list(seeds)
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0]
+    if bad or not seeds:
+        msg = f"seeds must be integers >= 0, e.g. seeds=[0, 1, 2]; got {bad[0] if bad else 'none'!r}."
+        raise InputError(msg)
     seeds = [int(s) for s in seeds]
-    out_path = None if out is None else Path(out)
+    out_path = (
+        None
+        if out is None
+        else check_output_file(out, suffixes=(".csv",), inputs=data, what="benchmark results", make_folder=True)
+    )
 
     rows: list[dict] = []
     jobs = [(i, seed, name) for i in range(len(data)) for seed in seeds for name in methods]

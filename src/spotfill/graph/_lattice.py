@@ -184,8 +184,9 @@ def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | N
         return found.pop()
     what = "sections disagree on the grid type" if len(found) > 1 else "the grid type could not be recognised"
     msg = (
-        f"{what} (found {sorted(map(str, found))}) from the array positions: pass lattice='hex' (Visium) or "
-        "lattice='square' (original ST), or build a k-nearest-neighbour graph with coord_type='generic'."
+        f"{what} (found {sorted(map(str, found))}) from the array positions: build the graph with "
+        "spotfill.spatial_neighbors(adata, lattice='hex') (Visium) or lattice='square' (original ST), "
+        "or a k-nearest-neighbour graph with coord_type='generic'."
     )
     raise InputError(msg)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
@@ -17,6 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._errors import InputError
+from .._files import atomic_path
 
 __all__ = ["MAX_TABLE_ENTRIES", "check_target", "write"]
 
@@ -83,7 +81,7 @@ def write(
     target = check_target(adata, path, overwrite=overwrite, layer=layer)
     kind = _kind(target)
     if kind == "h5ad":
-        with _atomic(target, suffix=".h5ad") as tmp:
+        with atomic_path(target, suffix=".h5ad") as tmp:
             adata.write_h5ad(tmp)
     else:
         _write_table(adata, target, sep="," if kind == "csv" else "\t", layer=layer)
@@ -142,29 +140,6 @@ def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["inp
         raise InputError(msg)
 
 
-def _file_mode(target: Path) -> int:
-    if target.exists():
-        return target.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def _atomic(target: Path, *, suffix: str) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it over ``target`` on success, delete it on failure."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, _file_mode(target))
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -> None:
     if layer is None:
         M = adata.X
@@ -189,7 +164,7 @@ def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -
     )
     step = max(1, _CHUNK_CELLS // max(adata.n_vars, 1))
     columns = adata.var_names.astype(str)
-    with _atomic(target, suffix=target.suffix) as tmp:
+    with atomic_path(target, suffix=target.suffix) as tmp:
         fh: IO[str]
         opener = gzip.open(tmp, "wt", newline="") if target.name.lower().endswith(".gz") else open(tmp, "w", newline="")
         with opener as fh:

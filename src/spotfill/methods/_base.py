@@ -122,6 +122,10 @@ class BaseImputer:
         -------
         The fitted estimator.
         """
+        seed = self.get_params().get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            msg = f"seed must be an integer >= 0, got {seed!r}."
+            raise InputError(msg)
         Xc = check_counts(X, require_integer=False)
         Xc = apply_mask(Xc, mask)
         n_obs = Xc.shape[0]
@@ -214,6 +218,10 @@ class BaseImputer:
         """Predictions for the columns ``genes``; override when they can be computed without the rest."""
         Y = self._predict(X)
         return Y[:, genes].tocsr() if sp.issparse(Y) else np.asarray(Y)[:, genes]
+
+    def _selected_params(self) -> dict[str, Any]:
+        """Values the fit chose for parameters given as ``"auto"`` (recorded by :func:`spotfill.impute`)."""
+        return {}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_obs_"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,7 +72,9 @@ def impute(
     layer
         Layer holding the raw counts; ``None`` reads ``adata.X``.
     key_added
-        Name of the output layer and ``uns`` entry; defaults to ``"imputed_<method>"``.
+        Name of the output layer and ``uns`` entry; defaults to ``"imputed_<method>"``. An earlier
+        spotfill result under that name is replaced; any other entry of that name (the input layer,
+        ``obsm['spatial']``, ``uns['spatial_neighbors']``, a user's layer) is refused with an error.
     connectivity_key
         Key in ``adata.obsp`` of the spatial graph for graph-based methods. Built with
         :func:`spotfill.spatial_neighbors` (default settings) when the default key is missing; a
@@ -105,8 +107,12 @@ def impute(
         Instead of the layer when ``genes`` is given: a DataFrame of the imputed genes.
     ``adata.uns[key_added]``
         ``method``, ``params``, ``layer``, ``connectivity_key``, ``version`` and ``seconds`` (and with
-        ``genes``: ``genes`` and ``stored_in="obsm"``).
+        ``genes``: ``genes`` and ``stored_in="obsm"``; for the default method, ``selected``: the
+        ``n_latent``, ``smooth``, ``smooth_steps`` and number of updates its automatic tuning chose).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        msg = f"seed must be an integer >= 0, got {seed!r}."
+        raise InputError(msg)
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
@@ -123,11 +129,8 @@ def impute(
     else:
         msg = f"method must be a registered name or an estimator instance, got {type(method).__name__}."
         raise InputError(msg)
-    key_added = key_added or f"imputed_{name}"
-    if not isinstance(key_added, str):
-        msg = f"key_added must be a string (the output layer's name), got {key_added!r}."
-        raise InputError(msg)
-
+    if key_added is None:
+        key_added = f"imputed_{name}"
     gene_idx = None if genes is None else _gene_indices(adata, genes)
     graph = coords = None
     if est.uses_graph:
@@ -145,6 +148,8 @@ def impute(
         graph = adata.obsp[connectivity_key]
     if est.uses_coords:
         coords = get_coords(adata, spatial_key)
+    # after the graph is built (it writes uns['spatial_neighbors']), before the long fit
+    _check_key_added(adata, key_added, layer=layer, slot="layers" if genes is None else "obsm")
 
     t0 = time.perf_counter()
     Y = est.fit(X, graph=graph, coords=coords, mask=mask).transform(genes=gene_idx)
@@ -160,10 +165,39 @@ def impute(
         params=est.get_params(),
         layer=layer,
         connectivity_key=connectivity_key if est.uses_graph else None,
-        extra={"seconds": float(seconds)},
+        extra={"seconds": float(seconds), **({"selected": sel} if (sel := est._selected_params()) else {})},
         genes=None if gene_idx is None else list(adata.var_names[gene_idx]),
     )
     return adata if copy else None
+
+
+def _is_spotfill_result(adata: AnnData, key: str) -> bool:
+    """Whether ``adata.uns[key]`` describes an earlier spotfill result (which may be replaced)."""
+    info = adata.uns.get(key)
+    return isinstance(info, Mapping) and "method" in info and "version" in info
+
+
+def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) -> None:
+    """Refuse a ``key_added`` that would overwrite the input or an entry spotfill did not write.
+
+    Re-running with the key of an earlier result replaces it, as scanpy does; anything else under
+    that name (the counts layer, ``obsm['spatial']``, ``uns['spatial_neighbors']``, ...) is kept.
+    """
+    if not isinstance(key, str) or not key:
+        msg = f"key_added must be a non-empty string (the output's name), got {key!r}."
+        raise InputError(msg)
+    if key == layer:
+        msg = f"key_added={key!r} is the input layer: the result would overwrite the counts; choose another key_added."
+        raise InputError(msg)
+    if _is_spotfill_result(adata, key):
+        return
+    taken = [f"{where}[{key!r}]" for where in (slot, "uns") if key in getattr(adata, where)]
+    if taken:
+        msg = (
+            f"key_added={key!r} would overwrite adata.{taken[0]}, which is not a spotfill result; "
+            "choose another key_added (or delete that entry first)."
+        )
+        raise InputError(msg)
 
 
 def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:

@@ -353,11 +353,8 @@ class ExpressionKNN(_Smoother):
         if self.n_comps is not None and not (isinstance(self.n_comps, int | np.integer) and self.n_comps >= 1):
             msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
             raise InputError(msg)
-        if not (isinstance(self.seed, int | np.integer) and self.seed >= 0):
-            msg = f"seed must be a non-negative integer, got {self.seed!r}."
-            raise InputError(msg)
         max_comps = min(L.shape) - 1
-        if self.n_comps is None or max_comps < 1:
+        if self.n_comps is None or max_comps < 1 or L.nnz == 0:  # no counts at all: nothing to project
             self.n_comps_ = 0
             return L
         from sklearn.decomposition import PCA

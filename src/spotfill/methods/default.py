@@ -62,7 +62,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -952,6 +952,14 @@ class SpotfillModel(BaseImputer):
         for s in range(0, L.shape[0], step):
             out[s : s + step] = L[s : s + step] @ V.T
         return out
+
+    def _selected_params(self) -> dict[str, Any]:
+        return {
+            "n_latent": int(self.n_latent_),
+            "smooth": float(self.smooth_),
+            "smooth_steps": int(self.smooth_steps_),
+            "n_iter": int(self.history_["iteration"].iloc[-1]) if len(self.history_) else 0,
+        }
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
         return self._posterior(self.rates(), sp.csr_matrix(X), self.theta_)

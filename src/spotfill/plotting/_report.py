@@ -12,8 +12,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._errors import InputError
+from .._files import atomic_path, check_output_file
 from ..benchmark._metrics import direction
-from ..benchmark._runner import atomic_path
 from ._figures import (
     bar_metrics,
     cost_figure,
@@ -240,7 +240,8 @@ def report(
         histogram on the P1 held-out entries (``seed``), and P4 domains next to the expert labels.
         The methods are re-run in this process for these panels (at most six of them).
     out
-        HTML file to write (atomically: a temporary file renamed into place).
+        HTML file to write (``.html``; atomically: a temporary file renamed into place; its folder is
+        created). It may not be the results file or one of the ``data`` files.
     methods
         Methods of the data panels (default: those of the results table).
     seed
@@ -253,6 +254,8 @@ def report(
     ``peak_mb``, highest for ``pearson``, ``spearman``, ``gene_pearson``, ``ari``), a cost table,
     one bar chart per protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
+    inputs = [results, *(data or ())]
+    out = check_output_file(out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True)
     df = _read_results(results)
     summary = summarize(df)
     failures = (
@@ -302,7 +305,6 @@ def report(
         parts.extend(_data_panels(path, list(methods) if methods is not None else all_methods, seed=seed))
     parts.append("</body></html>")
 
-    out = Path(out)
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return out

@@ -1,0 +1,85 @@
+"""Output files: atomic writes (temporary file + rename) and checks before anything is computed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ._errors import InputError
+
+__all__ = ["atomic_path", "check_output_file"]
+
+
+def _file_mode(target: Path) -> int:
+    """Permissions for ``target``: those of the file it replaces, else a new file's (``0o666`` less the umask)."""
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; move it over ``target`` on success, delete it on failure.
+
+    An interrupted write therefore never leaves a truncated ``target`` (nor the temporary file). The
+    folder must exist. ``suffix`` ends the temporary name (some writers pick the format from it).
+    """
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _file_mode(target))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_output_file(
+    out: str | os.PathLike[str],
+    *,
+    suffixes: tuple[str, ...],
+    inputs: Iterable[object] = (),
+    what: str = "output",
+    make_folder: bool = False,
+) -> Path:
+    """Refuse an output path that would destroy an input or hold the wrong format; return it as a Path.
+
+    Parameters
+    ----------
+    out
+        The file to be written.
+    suffixes
+        Allowed endings, lower case with the dot (e.g. ``(".csv",)``).
+    inputs
+        The files this run reads (other objects, e.g. AnnData or ``"synthetic:..."`` specs, are
+        ignored): ``out`` may not be one of them.
+    what
+        What the file holds, for the messages (``"benchmark results"``).
+    make_folder
+        Create a missing folder instead of refusing it.
+    """
+    target = Path(out).expanduser()
+    if not target.name.lower().endswith(suffixes):
+        msg = f"cannot write the {what} to {target}: the file name must end in {' or '.join(suffixes)}."
+        raise InputError(msg)
+    if target.is_dir():
+        msg = f"cannot write the {what} to {target}: it is a folder; give a file name ending in {suffixes[0]}."
+        raise InputError(msg)
+    resolved = target.resolve()
+    for source in inputs:
+        if isinstance(source, str | os.PathLike) and Path(source).expanduser().resolve() == resolved:
+            msg = f"refusing to write the {what} to {target}: it is one of the input files; choose another name."
+            raise InputError(msg)
+    if make_folder:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    elif not target.parent.is_dir():
+        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
+        raise InputError(msg)
+    return target
