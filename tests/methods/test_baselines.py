@@ -166,6 +166,30 @@ def test_expression_knn_two_groups_by_hand():
     np.testing.assert_allclose(Y[2], [30, 0, 1], rtol=1e-6)
 
 
+def test_spots_without_counts_are_nobodys_neighbour():
+    # LINE_X with spot 2 empty (its only gene is 0): it is not averaged in as a measured zero
+    X = LINE_X.copy()
+    X[2, 0] = 0
+    # k=2 with self: 0 <- {0, 1, (2)}, 1 <- {1, 0, (2)}, 2 <- {(2), 1, 3}, 3 <- {3, (2), 4}, 4 <- {4, 3, (2)}
+    Y = SpatialKNN(n_neighs=2).fit_transform(X, coords=LINE)
+    np.testing.assert_allclose(_dense(Y)[:, 0], [1.5, 1.5, 5, 12, 12], rtol=1e-6)
+    # Gaussian interpolation: the empty spot gets its measured surroundings, the others skip it
+    est = SpatialInterpolation().fit(X, coords=LINE)
+    assert est.weights_[:, 2].nnz == 0
+    u = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :]).astype(float)
+    W = np.exp(-0.5 * u**2) * (u > 0) * (u <= 3.25)
+    W[:, 2] = 0
+    W /= W.sum(1, keepdims=True)
+    np.testing.assert_allclose(_dense(est.transform())[:, 0], W @ X[:, 0], rtol=1e-5)
+    # expression kNN: the empty spot has no profile, so no neighbours (prediction 0) and is nobody's
+    Xe = np.array([[10, 0, 1], [20, 0, 2], [30, 0, 0], [0, 0, 0], [0, 5, 5], [0, 1, 1], [0, 2, 2]], dtype=np.float32)
+    est = ExpressionKNN(n_neighs=2, n_comps=None)
+    Y = _dense(est.fit_transform(Xe))
+    np.testing.assert_allclose(Y, [[20, 0, 1]] * 3 + [[0, 0, 0]] + [[0, 8 / 3, 8 / 3]] * 3, rtol=1e-5)
+    np.testing.assert_array_equal(est.neighbors_[3], [-1, -1])
+    assert 3 not in est.neighbors_
+
+
 def test_flags_follow_parameters():
     assert SpatialKNN.keeps_observed is False
     assert SpatialKNN(keep_observed=True).keeps_observed is True

@@ -95,10 +95,12 @@ def _row_normalise(W: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _neighbour_matrix(neighbours: np.ndarray, *, include_self: bool) -> sp.csr_matrix:
-    """Row-normalised equal-weight matrix from an ``(n_spots, k)`` array of neighbour indices."""
+    """Row-normalised equal-weight matrix from an ``(n_spots, k)`` array of neighbour indices (-1: none)."""
     n, k = neighbours.shape
     rows = np.repeat(np.arange(n), k)
-    W = sp.csr_matrix((np.ones(n * k), (rows, neighbours.ravel())), shape=(n, n))
+    cols = neighbours.ravel()
+    keep = cols >= 0
+    W = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, n))
     if include_self:
         W = W + sp.identity(n, format="csr")
     return _row_normalise(W)
@@ -263,9 +265,15 @@ class _Smoother(BaseImputer):
 
     def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
         W = self._weights(X, graph=graph, coords=coords)
+        # a spot without any count (unmeasured, held out, fully masked) is no evidence of zero
+        # expression: it is nobody's neighbour, and the other weights of each row are rescaled
+        has_counts = np.diff(X.indptr) > 0
+        if not has_counts.all():
+            W = _row_normalise(W @ sp.diags(has_counts.astype(np.float64)))
+            logger.info("%d spots without counts are not used as neighbours", int((~has_counts).sum()))
         empty = int(np.sum(np.diff(W.indptr) == 0))
         if empty:
-            logger.warning("%d spots have no neighbour: their predictions are 0", empty)
+            logger.warning("%d spots have no neighbour with counts: their predictions are 0", empty)
         self.weights_ = W.astype(np.float32)
 
     def _predict(self, X: sp.csr_matrix) -> sp.csr_matrix:
@@ -299,6 +307,10 @@ class ExpressionKNN(_Smoother):
     Observed values are smoothed (``keep_observed=False``, default); with ``keep_observed=True``
     observed non-zero values are returned unchanged and only zeros are filled.
 
+    Spots without any count (unmeasured, held out, or fully masked) have no expression profile: they
+    are nobody's neighbour, get no neighbours themselves and are predicted as 0 (a warning says so;
+    use a spatial method for them). The PCA uses the spots with counts only.
+
     Memory: one CSR copy of the log-normalised counts, the ``(n_spots, n_comps)`` embedding and the
     output CSR, whose density is that of the union of each spot's neighbours' supports (at most
     ``12 * n_spots * n_genes`` bytes; on DLPFC about 3.5x the input's non-zeros).
@@ -322,7 +334,8 @@ class ExpressionKNN(_Smoother):
     Attributes
     ----------
     neighbors_
-        ``(n_spots, n_neighs)`` indices of each spot's neighbours.
+        ``(n_spots, n_neighs)`` indices of each spot's neighbours; ``-1`` fills the rows of spots
+        without counts (they have none) and any places beyond the number of spots with counts.
     weights_
         Row-normalised spots x spots CSR averaging matrix.
     n_comps_
@@ -354,7 +367,7 @@ class ExpressionKNN(_Smoother):
             msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
             raise InputError(msg)
         max_comps = min(L.shape) - 1
-        if self.n_comps is None or max_comps < 1 or L.nnz == 0:  # no counts at all: nothing to project
+        if self.n_comps is None or max_comps < 1:
             self.n_comps_ = 0
             return L
         from sklearn.decomposition import PCA
@@ -366,10 +379,22 @@ class ExpressionKNN(_Smoother):
     def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
         from sklearn.neighbors import NearestNeighbors
 
-        k = _check_n_neighs(self.n_neighs, X.shape[0])
-        emb = self._embedding(X)
-        nn = NearestNeighbors(n_neighbors=k).fit(emb)
-        self.neighbors_ = nn.kneighbors(return_distance=False)  # the spot itself is never its own neighbour
+        n = X.shape[0]
+        k = _check_n_neighs(self.n_neighs, n)
+        # a spot without counts has no expression profile to compare: it gets no neighbours (and
+        # is nobody's), and the embedding is computed from the spots with counts only
+        measured = np.flatnonzero(np.diff(X.indptr) > 0)
+        k_used = min(k, measured.size - 1)
+        if k_used < k:
+            logger.warning("only %d spots have counts: each gets at most %d neighbours", measured.size, max(k_used, 0))
+        self.neighbors_ = np.full((n, k), -1, dtype=np.int64)
+        if k_used < 1:
+            self.n_comps_ = 0
+        else:
+            emb = self._embedding(X if measured.size == n else X[measured])
+            nn = NearestNeighbors(n_neighbors=k_used).fit(emb)
+            # the spot itself is never its own neighbour
+            self.neighbors_[measured, :k_used] = measured[nn.kneighbors(return_distance=False)]
         return _neighbour_matrix(self.neighbors_, include_self=self.include_self)
 
 
@@ -393,6 +418,9 @@ class SpatialKNN(_Smoother):
 
     Observed values are smoothed (``keep_observed=False``, default); with ``keep_observed=True``
     observed non-zero values are returned unchanged and only zeros are filled.
+
+    Spots without any count (unmeasured, held out, or fully masked) are not used as neighbours: a
+    zero there was never measured. Each row's other weights are rescaled to sum to one.
 
     Memory: the ``(n_spots, n_neighs)`` neighbour table and the output CSR (density: the union of
     the neighbours' supports, at most ``12 * n_spots * n_genes`` bytes).
@@ -484,6 +512,9 @@ class SpatialInterpolation(_Smoother):
 
     Observed values are smoothed (``keep_observed=False``, default); with ``keep_observed=True``
     observed non-zero values are returned unchanged and only zeros are filled.
+
+    Spots without any count (unmeasured, held out, or fully masked) are not used as neighbours: a
+    zero there was never measured. Each row's other weights are rescaled to sum to one.
 
     Memory: the sparse weight matrix (about ``34 * n_spots`` entries at the Gaussian default on a
     hexagonal array, 24 bytes each while building) and the output CSR (density: the union of the
