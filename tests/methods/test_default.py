@@ -260,14 +260,14 @@ def test_tuning_tile_is_contiguous_and_spans_components():
     from spotfill.methods.default import _tuning_tile
 
     G = _grid_graph(10)  # one component of 100 spots
-    tile = _tuning_tile(G, 37, np.random.default_rng(0))
+    tile = _tuning_tile(G, 37, np.random.default_rng(0), np.ones(100, bool))
     assert len(tile) == 37
     assert len(np.unique(tile)) == 37
     n_comp, _ = csgraph.connected_components(G[tile][:, tile], directed=False)
     assert n_comp == 1  # a breadth-first patch, not scattered spots
     # two disjoint 5 x 5 sections: 40 spots need both, and each part stays contiguous
     two = sp.block_diag([_grid_graph(5), _grid_graph(5)]).tocsr()
-    tile = _tuning_tile(two, 40, np.random.default_rng(3))
+    tile = _tuning_tile(two, 40, np.random.default_rng(3), np.ones(50, bool))
     assert len(tile) == 40
     assert 15 <= (tile < 25).sum() <= 25
     n_comp, _ = csgraph.connected_components(two[tile][:, tile], directed=False)
@@ -400,6 +400,9 @@ def test_device_option():
         ({"max_spots_dispersion": 0}, "max_spots_dispersion must be a positive integer"),
         ({"tol": "x"}, "tol must be a number"),
         ({"eps": "0.1"}, "eps must be a number in"),
+        ({"n_latent": True}, "n_latent must be a positive integer"),
+        ({"smooth_steps": True}, "smooth_steps must be an integer"),
+        ({"smooth": "0.5"}, "smooth must be a number"),
     ],
 )
 def test_bad_parameters_name_the_problem(synthetic, params, message):
@@ -438,11 +441,11 @@ def test_tuning_tile_takes_small_components_whole():
 
     # 30 isolated spots and one 6 x 6 grid (spots 30..65): every component is either whole or cut once
     G = sp.block_diag([sp.csr_matrix((30, 30)), _grid_graph(6)]).tocsr()
-    tile = _tuning_tile(G, 50, np.random.default_rng(0))
+    tile = _tuning_tile(G, 50, np.random.default_rng(0), np.ones(66, bool))
     assert len(tile) == len(np.unique(tile)) == 50
     grid_part = tile[tile >= 30]
     assert 20 <= len(grid_part) <= 36  # at most 30 isolated spots, so at least 20 grid spots
-    again = _tuning_tile(G, 50, np.random.default_rng(0))
+    again = _tuning_tile(G, 50, np.random.default_rng(0), np.ones(66, bool))
     np.testing.assert_array_equal(tile, again)
 
 
@@ -529,3 +532,51 @@ def test_gene_prior_curbs_overfitting_of_shallow_genes():
     plain = _deviance(rate, SpotfillModel(**opts).fit_transform(X, graph=_grid_graph(side)))
     prior = _deviance(rate, SpotfillModel(gene_prior=2.0, **opts).fit_transform(X, graph=_grid_graph(side)))
     assert prior < 0.5 * plain  # measured: 0.011 vs 0.036
+
+
+def test_numpy_numbers_are_accepted_and_refine_iter_honours_max_iter(synthetic):
+    X, G, _ = synthetic
+    a = SpotfillModel(n_latent=np.int64(3), smooth=np.float32(0.5), max_iter=20, progress=False).fit(X, graph=G)
+    b = SpotfillModel(n_latent=3, smooth=0.5, max_iter=20, progress=False).fit(X, graph=G)
+    np.testing.assert_array_equal(a.transform(), b.transform())
+    capped = SpotfillModel(refine_iter=7, max_iter=5, progress=False).fit(X, graph=G)
+    assert capped.history_["iteration"].max() == 5
+
+
+def test_values_beyond_counts_are_refused_before_thinning(synthetic):
+    from spotfill._errors import InputError
+
+    X, G, _ = synthetic
+    huge = X.copy()
+    huge.data = huge.data.astype(np.float64)
+    huge.data[0] = 1e19
+    with pytest.raises(InputError, match="beyond what a count can be"):
+        SpotfillModel(progress=False).fit(huge, graph=G)
+
+
+def test_tuning_tile_grows_from_spots_with_counts():
+    from spotfill.methods.default import _tuning_tile
+
+    # 20 x 20 grid whose left half has no counts: patches start on the measured half only
+    side = 20
+    G = _grid_graph(side)
+    has_counts = (np.arange(side * side) % side) >= side // 2
+    for seed in range(10):
+        tile = _tuning_tile(G, 30, np.random.default_rng(seed), has_counts)
+        assert len(tile) == 30
+        assert has_counts[tile].mean() > 0.5
+    # nothing measured anywhere: a tile is still returned
+    assert len(_tuning_tile(G, 30, np.random.default_rng(0), np.zeros(side * side, bool))) == 30
+
+
+def test_tiled_selection_on_a_half_empty_section_tunes_on_counts(synthetic):
+    X, G, rate = synthetic
+    half = X.tolil()
+    cols = np.arange(X.shape[0]) % 14
+    half[np.flatnonzero(cols < 7)] = 0
+    half = half.tocsr()
+    half.eliminate_zeros()
+    for seed in range(3):
+        model = SpotfillModel(max_spots_tune=40, seed=seed, progress=False).fit(half, graph=G)
+        assert (model.selection_["heldout_nll"] != 0).all()
+        assert model.history_["iteration"].max() >= 20

@@ -310,7 +310,8 @@ def _fill_from_neighbours(
     Spots are filled by their hop distance to the nearest measured spot: first those with a measured
     neighbour, then those next to a spot filled before (each from its already filled or measured
     neighbours), so a held-out patch is filled from its border inwards. Each spot is filled once:
-    ``O(nnz(graph) * k)`` in all. Spots whose graph component has no measured spot keep zero
+    ``O(nnz(graph) * k)`` in all. The fill follows each spot's own edges (its row of the graph; on a
+    directed graph, its out-edges): spots with no path along such edges to a measured spot keep zero
     loadings and library size. Returns the new loadings, the new library sizes and the number of
     spots left unfilled.
     """
@@ -455,7 +456,7 @@ def _backend(device: str) -> _NumpyBackend | _TorchBackend:
     return _TorchBackend(dev)
 
 
-def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator) -> np.ndarray:
+def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator, has_counts: np.ndarray) -> np.ndarray:
     """Sorted indices of ``size`` spots forming spatially contiguous patches of the graph.
 
     Breadth-first search from a seeded random spot, continued from new random spots of other
@@ -475,7 +476,7 @@ def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator) -> n
         if count >= size:
             break
         c = labels[start]
-        if taken[c]:
+        if taken[c] or not has_counts[start]:  # a patch grown from an empty region would tune on nothing
             continue
         taken[c] = True
         members = by_label[bounds[c] : bounds[c + 1]]
@@ -486,6 +487,8 @@ def _tuning_tile(graph: sp.csr_matrix, size: int, rng: np.random.Generator) -> n
             reached = reached[: size - count]
         order.append(reached)
         count += len(reached)
+    if not order:  # no spot has counts: nothing to tune on either way
+        return np.arange(min(size, n))
     return np.sort(np.concatenate(order))
 
 
@@ -620,9 +623,12 @@ class SpotfillModel(BaseImputer):
         ``None`` (default): after automatic selection the final model is refitted to all observed
         counts from the initialisation for the selected number of updates. An integer instead starts
         from the selected candidate's factors at its best held-out iteration and takes ``refine_iter``
-        more updates: faster (dlpfc: ~12 s less CPU), but a slightly worse held-out likelihood.
+        more updates (at most ``max_iter``): faster (dlpfc: ~12 s less CPU), but a slightly worse held-out likelihood.
     tol
-        Stop when the objective changes by less than ``tol`` (relative) over 10 updates.
+        Without automatic selection (and in the selection's candidate fits): stop when the objective
+        ``mean(mu - x log mu)`` changes by less than ``tol`` times its absolute value over 10 updates.
+        The objective omits the data's constant ``x log x - x``, so on non-integer input the
+        stopping point depends on the scale of the values; pass ``tol=0`` to always take ``max_iter``.
     eps
         Fraction of the counts held out by binomial thinning for automatic selection.
     max_spots_dispersion
@@ -718,18 +724,16 @@ class SpotfillModel(BaseImputer):
 
     # --- validation ----------------------------------------------------------------------------
     def _check_params(self, n_obs: int, n_vars: int) -> None:
-        if self.n_latent != "auto" and not (isinstance(self.n_latent, int | np.integer) and self.n_latent >= 1):
+        if self.n_latent != "auto" and not (_is_int(self.n_latent) and self.n_latent >= 1):
             msg = f"n_latent must be a positive integer or 'auto', got {self.n_latent!r}."
             raise InputError(msg)
         if self.n_latent != "auto" and self.n_latent > min(n_obs, n_vars):
             msg = f"n_latent={self.n_latent} exceeds min(n_spots, n_genes)={min(n_obs, n_vars)}: choose fewer."
             raise InputError(msg)
-        if self.smooth != "auto" and not (isinstance(self.smooth, int | float) and 0 <= self.smooth < 1):
+        if self.smooth != "auto" and not (_is_number(self.smooth) and 0 <= self.smooth < 1):
             msg = f"smooth must be a number in [0, 1) or 'auto', got {self.smooth!r}."
             raise InputError(msg)
-        if self.smooth_steps != "auto" and not (
-            isinstance(self.smooth_steps, int | np.integer) and 1 <= self.smooth_steps <= 32
-        ):
+        if self.smooth_steps != "auto" and not (_is_int(self.smooth_steps) and 1 <= self.smooth_steps <= 32):
             msg = f"smooth_steps must be an integer in [1, 32] or 'auto', got {self.smooth_steps!r}."
             raise InputError(msg)
         if self.shrink not in ("nonzero", "all", "none"):
@@ -754,9 +758,7 @@ class SpotfillModel(BaseImputer):
         ):
             msg = f"max_spots_tune must be an integer >= 10 or None, got {self.max_spots_tune!r}."
             raise InputError(msg)
-        if self.refine_iter is not None and not (
-            isinstance(self.refine_iter, int | np.integer) and self.refine_iter >= 1
-        ):
+        if self.refine_iter is not None and not (_is_int(self.refine_iter) and self.refine_iter >= 1):
             msg = f"refine_iter must be a positive integer or None, got {self.refine_iter!r}."
             raise InputError(msg)
 
@@ -808,7 +810,7 @@ class SpotfillModel(BaseImputer):
             Xs, tune_operator = X, operator
             if self.max_spots_tune is not None and n > self.max_spots_tune:
                 # tune on contiguous patches of the tissue: the selection costs O(max_spots_tune), not O(n)
-                tile = _tuning_tile(graph, int(self.max_spots_tune), rng)
+                tile = _tuning_tile(graph, int(self.max_spots_tune), rng, lib > 0)
                 Xs = X[tile]
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
@@ -819,6 +821,12 @@ class SpotfillModel(BaseImputer):
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
                     f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
                     "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection."
+                )
+                raise InputError(msg)
+            if Xs.nnz and float(Xs.data.max()) > 2.0**53:
+                msg = (
+                    f"X holds a value of {float(Xs.data.max()):.3g}, beyond what a count can be (2^53): pass raw "
+                    "counts, or fix n_latent, smooth and smooth_steps to skip the selection."
                 )
                 raise InputError(msg)
             Xa = Xs.copy()
@@ -882,7 +890,7 @@ class SpotfillModel(BaseImputer):
             use_tol = 0.0
             start = snapshots[k, a] if self.refine_iter is not None and tile is None else None
             if start is not None:
-                n_iter = self.refine_iter
+                n_iter = min(self.refine_iter, self.max_iter)
         else:
             k, a = ranks[0], smooths[0]
             n_iter, use_tol = self.max_iter, self.tol
@@ -926,7 +934,7 @@ class SpotfillModel(BaseImputer):
             logger.info(
                 "spotfill: %d spots without counts predicted from their neighbours%s",
                 self.empty_spots_.size - n_left,
-                f"; {n_left} have no measured spot in their graph component and stay 0" if n_left else "",
+                f"; {n_left} have no path along their graph edges to a measured spot and stay 0" if n_left else "",
             )
 
     # --- prediction ----------------------------------------------------------------------------
@@ -996,6 +1004,10 @@ class SpotfillModel(BaseImputer):
             blk = mu[r].astype(np.float64)
             mu[r] = (blk * (theta + X[r].toarray()) / (theta + blk)).astype(np.float32)
         return mu
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 def _is_number(x: object) -> bool:
