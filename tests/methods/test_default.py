@@ -580,3 +580,13 @@ def test_tiled_selection_on_a_half_empty_section_tunes_on_counts(synthetic):
         model = SpotfillModel(max_spots_tune=40, seed=seed, progress=False).fit(half, graph=G)
         assert (model.selection_["heldout_nll"] != 0).all()
         assert model.history_["iteration"].max() >= 20
+
+
+def test_tol_stopping_point_does_not_depend_on_the_units(synthetic):
+    # the tolerance is relative to the deviance, which scales with the data (the objective does not)
+    X, G, _ = synthetic
+    stops = []
+    for s in (0.5, 1.0, 1000.0):
+        model = SpotfillModel(n_latent=3, smooth=0.5, shrink="none", tol=1e-3, progress=False).fit(X * s, graph=G)
+        stops.append(int(model.history_["iteration"].max()))
+    assert stops[0] == stops[1] == stops[2] < 150

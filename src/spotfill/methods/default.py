@@ -514,6 +514,7 @@ def _factorise(
     heldout: tuple[_Counts | _TorchCounts, float] | None = None,
     backend: _NumpyBackend | _TorchBackend | None = None,
     prior: tuple[float, np.ndarray] | None = None,
+    saturated: float = 0.0,
 ) -> list[tuple[int, float, float]]:
     """Multiplicative Poisson-NMF updates of ``fit`` in place.
 
@@ -522,6 +523,9 @@ def _factorise(
     ``prior = (a, share)`` each programme's gene weights are updated to the posterior mode under
     ``V_gk = share_g r_gk``, ``r_gk ~ Gamma(a, a)``: ``share_g (n_gk + a) / (share_g D_k + a)`` with
     ``n_gk`` the counts of gene ``g`` allocated to programme ``k`` and ``D_k`` its exposure.
+    ``tol`` is relative to the mean deviance ``objective + saturated`` (``saturated`` = the mean of
+    ``x log x - x``, see :func:`_saturated`), which scales with the data: the stopping point does not
+    depend on the units of the values.
     """
     be = backend or _NumpyBackend()
     S, ST = fit.S, fit.ST
@@ -556,7 +560,7 @@ def _factorise(
                 history.append((it + 1, obj, score))
                 if worse >= 2:
                     break
-            if abs(prev - obj) <= tol * abs(obj):
+            if abs(prev - obj) <= tol * abs(obj + saturated):
                 break
             prev = obj
     return history
@@ -626,9 +630,10 @@ class SpotfillModel(BaseImputer):
         more updates (at most ``max_iter``): faster (dlpfc: ~12 s less CPU), but a slightly worse held-out likelihood.
     tol
         Without automatic selection (and in the selection's candidate fits): stop when the objective
-        ``mean(mu - x log mu)`` changes by less than ``tol`` times its absolute value over 10 updates.
-        The objective omits the data's constant ``x log x - x``, so on non-integer input the
-        stopping point depends on the scale of the values; pass ``tol=0`` to always take ``max_iter``.
+        ``mean(mu - x log mu)`` changes over 10 updates by less than ``tol`` times the mean Poisson
+        deviance ``mean(mu - x - x log(mu / x))`` (half the usual deviance), which scales with the
+        data, so the stopping point does not depend on the units of the values. ``tol=0`` always
+        takes ``max_iter`` updates.
     eps
         Fraction of the counts held out by binomial thinning for automatic selection.
     max_spots_dispersion
@@ -839,7 +844,7 @@ class SpotfillModel(BaseImputer):
             init = {k: _init_factors(Xa, k, np.random.default_rng(self.seed)) for k in ranks}
             snapshots: dict[tuple[int, float], tuple[np.ndarray, np.ndarray] | None] = {}
             Xa_counts, Xb_counts, lib_a_be = be.counts(Xa), be.counts(Xb), be.array(lib_a)
-            prior_a = prior(Xa)
+            prior_a, saturated_a = prior(Xa), _saturated(Xa)
 
             def trial(k: int, a: tuple[float, int]) -> None:
                 t0 = time.perf_counter()
@@ -856,6 +861,7 @@ class SpotfillModel(BaseImputer):
                     heldout=(Xb_counts, scale),
                     backend=be,
                     prior=prior_a,
+                    saturated=saturated_a,
                 )
                 it_best, _, score = min(hist, key=lambda h: h[2])
                 snapshots[k, a] = fit.best
@@ -911,6 +917,7 @@ class SpotfillModel(BaseImputer):
             desc=f"spotfill: fit ({be.name})",
             backend=be,
             prior=prior(X),
+            saturated=_saturated(X),
         )
         self.history_ = pd.DataFrame([h[:2] for h in hist], columns=["iteration", "objective"])
         self.n_latent_, (self.smooth_, self.smooth_steps_) = k, a
@@ -1004,6 +1011,13 @@ class SpotfillModel(BaseImputer):
             blk = mu[r].astype(np.float64)
             mu[r] = (blk * (theta + X[r].toarray()) / (theta + blk)).astype(np.float32)
         return mu
+
+
+def _saturated(X: sp.csr_matrix) -> float:
+    """Mean over all entries of ``x log x - x`` (0 at zeros): the objective of a fit with ``mu = x``."""
+    d = X.data.astype(np.float64)
+    d = d[d > 0]
+    return float(d @ np.log(d) - d.sum()) / (X.shape[0] * X.shape[1])
 
 
 def _is_int(x: object) -> bool:
