@@ -60,6 +60,50 @@ def summary(out: Path) -> pd.DataFrame:
     return tab
 
 
+COLUMNS = (
+    ("p1", "rmse", "P1 RMSE"),
+    ("p1", "pearson", "P1 Pearson"),
+    ("p1", "zero_log1p", "mean log1p at true zeros"),
+    ("p2", "nll", "P2 Poisson NLL"),
+    ("p4", "ari", "P4 ARI"),
+    ("p2", "seconds", "P2 wall s"),
+)
+
+
+def markdown(out: Path, datasets: list[str], reference: Path | None, reference_methods: list[str]) -> str:
+    """Per-dataset Markdown tables, seed 0: the peers of ``out`` and ``reference_methods`` of ``reference``.
+
+    ``reference`` is a results CSV of ``benchmarks/all_methods.py`` (spotfill's methods, run in process
+    there, so its wall seconds exclude the interpreter start-up that the peers' isolated calls include).
+    """
+    frames = [pd.read_csv(f) for f in sorted(out.glob("*.csv"))]
+    if reference is not None:
+        ref = pd.read_csv(reference)
+        frames.append(ref[ref["method"].isin(reference_methods)])
+    df = pd.concat(frames, ignore_index=True)
+    df = df[(df["status"] == "ok") & (df["seed"] == 0)]
+    parts = []
+    for ds in datasets:
+        sub = df[df["dataset"] == ds]
+        if sub.empty:
+            continue
+        raw = sub[(sub["protocol"] == "p4") & (sub["metric"] == "ari_raw")]["value"]
+        head = f"#### {ds} (raw-data P4 ARI {raw.iloc[0]:.3f})" if len(raw) else f"#### {ds}"
+        lines = [head, "", "| method | " + " | ".join(c[2] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for method in [*reference_methods, *sorted(set(sub["method"]) - set(reference_methods))]:
+            m = sub[sub["method"] == method]
+            if m.empty:
+                continue
+            cells = []
+            for prot, metric, _ in COLUMNS:
+                v = m[(m["protocol"] == prot) & (m["metric"] == metric)]["value"]
+                digits = 4 if metric == "nll" else (1 if metric == "seconds" else 3)
+                cells.append(f"{v.iloc[0]:.{digits}f}" if len(v) else "-")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=["mob_st_rep11", "dlpfc_151673"])
@@ -68,7 +112,17 @@ def main() -> None:
     ap.add_argument("--protocols", nargs="+", default=["p2", "p4", "p1"])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--summary", action="store_true", help="only print the table of the CSVs in --out")
+    ap.add_argument(
+        "--markdown",
+        action="store_true",
+        help="only print Markdown tables (seed 0) of the CSVs in --out for --datasets, with --reference rows",
+    )
+    ap.add_argument("--reference", type=Path, default=None, help="an all_methods.py results CSV to add rows from")
+    ap.add_argument("--reference-methods", nargs="+", default=["raw", "libsize_mean", "spatial_knn", "spotfill"])
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(args.out, args.datasets, args.reference, args.reference_methods), end="")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.summary:
         run(args.datasets, args.methods, args.seeds, args.out, args.protocols)
