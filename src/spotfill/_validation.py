@@ -20,6 +20,7 @@ __all__ = [
     "as_csr",
     "check_counts",
     "check_coords",
+    "check_seed",
     "check_unique_names",
     "get_counts",
     "get_coords",
@@ -132,6 +133,13 @@ def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: boo
         X, name = adata.layers[layer], f"adata.layers[{layer!r}]"
     check_unique_names(adata)
     return check_counts(X, require_integer=require_integer, name=name)
+
+
+def check_seed(seed: object) -> None:
+    """Raise unless ``seed`` is an integer >= 0 (bools refused), the seeds numpy's generators accept."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        msg = f"seed must be an integer >= 0, got {seed!r}."
+        raise InputError(msg)
 
 
 def check_unique_names(adata: AnnData) -> None:

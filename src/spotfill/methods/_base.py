@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
-from .._validation import as_csr, check_coords, check_counts
+from .._validation import as_csr, check_coords, check_counts, check_seed
 
 __all__ = ["BaseImputer", "apply_mask", "gene_indices"]
 
@@ -122,10 +122,7 @@ class BaseImputer:
         -------
         The fitted estimator.
         """
-        seed = self.get_params().get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            msg = f"seed must be an integer >= 0, got {seed!r}."
-            raise InputError(msg)
+        check_seed(self.get_params().get("seed", 0))
         Xc = check_counts(X, require_integer=False)
         Xc = apply_mask(Xc, mask)
         n_obs = Xc.shape[0]

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from .._anndata import store_result
 from .._errors import InputError
 from .._logging import logger
-from .._validation import get_coords, get_counts
+from .._validation import check_seed, get_coords, get_counts
 from ._base import BaseImputer
 from ._registry import get_method, make_method
 
@@ -110,9 +110,7 @@ def impute(
         ``genes``: ``genes`` and ``stored_in="obsm"``; for the default method, ``selected``: the
         ``n_latent``, ``smooth``, ``smooth_steps`` and number of updates its automatic tuning chose).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        msg = f"seed must be an integer >= 0, got {seed!r}."
-        raise InputError(msg)
+    check_seed(seed)
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
