@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ._errors import InputError
 
-__all__ = ["atomic_path", "check_output_file"]
+__all__ = ["atomic_path", "check_file_target", "check_output_file"]
 
 
 def _file_mode(target: Path) -> int:
@@ -41,6 +41,21 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+def check_file_target(target: Path, *, endings: str, make_folder: bool = False) -> None:
+    """Refuse a ``target`` that is a folder, or whose folder is missing (created with ``make_folder``).
+
+    ``endings`` names the accepted file endings in the message, e.g. ``".h5ad, .csv or .tsv"``.
+    """
+    if target.is_dir():
+        msg = f"cannot write {target}: it is a folder; give a file name ending in {endings}."
+        raise InputError(msg)
+    if make_folder:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    elif not target.parent.is_dir():
+        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
+        raise InputError(msg)
+
+
 def check_output_file(
     out: str | os.PathLike[str],
     *,
@@ -69,17 +84,10 @@ def check_output_file(
     if not target.name.lower().endswith(suffixes):
         msg = f"cannot write the {what} to {target}: the file name must end in {' or '.join(suffixes)}."
         raise InputError(msg)
-    if target.is_dir():
-        msg = f"cannot write the {what} to {target}: it is a folder; give a file name ending in {suffixes[0]}."
-        raise InputError(msg)
     resolved = target.resolve()
     for source in inputs:
         if isinstance(source, str | os.PathLike) and Path(source).expanduser().resolve() == resolved:
             msg = f"refusing to write the {what} to {target}: it is one of the input files; choose another name."
             raise InputError(msg)
-    if make_folder:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    elif not target.parent.is_dir():
-        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
-        raise InputError(msg)
+    check_file_target(target, endings=" or ".join(suffixes), make_folder=make_folder)
     return target

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._errors import InputError
-from .._files import atomic_path
+from .._files import atomic_path, check_file_target
 
 __all__ = ["MAX_TABLE_ENTRIES", "check_target", "write"]
 
@@ -106,9 +106,7 @@ def check_target(
     if overwrite not in (False, True, "input"):
         msg = f"overwrite must be False, True or 'input', got {overwrite!r}."
         raise InputError(msg)
-    if not target.parent.is_dir():
-        msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
-        raise InputError(msg)
+    check_file_target(target, endings=".h5ad, .csv or .tsv")
     if kind == "h5ad" and layer is not None:
         msg = "layer= selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer (drop layer=)."
         raise InputError(msg)
@@ -117,9 +115,6 @@ def check_target(
 
 
 def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["input"]) -> None:
-    if target.is_dir():
-        msg = f"cannot write {target}: it is a folder; give a file name ending in .h5ad, .csv or .tsv."
-        raise InputError(msg)
     resolved = target.resolve()
     if adata.isbacked and adata.filename is not None and Path(adata.filename).resolve() == resolved:
         msg = f"cannot write {target}: it backs this AnnData (backed mode); write to another file."
