@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _tables import write_markdown
+from _tables import write_csv, write_markdown
 
 from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
@@ -111,9 +111,9 @@ def main() -> None:
             run_benchmark([path], protocols=["p2", "p4"], methods=todo, seeds=[0], timeout=args.timeout, isolate=iso),
         ]
         frames.extend(parts)
-        pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
+        write_csv(pd.concat(frames, ignore_index=True), csv)
     df = pd.concat(frames, ignore_index=True)
-    df.to_csv(csv, index=False)
+    write_csv(df, csv)
     command = f"python benchmarks/all_methods.py --methods {shlex.quote(args.methods)} --seeds {args.seeds}" + (
         " --in-process" if args.in_process else ""
     )

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from _tables import write_markdown
+from _tables import write_csv, write_markdown
 
 from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
@@ -64,7 +64,7 @@ def main() -> None:
     frames = []
     for path in args.data:
         frames.append(run_benchmark([path], protocols=["p3"], methods=methods, seeds=[0], timeout=args.timeout))
-        pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
+        write_csv(pd.concat(frames, ignore_index=True), csv)
     df = pd.concat(frames, ignore_index=True)
     command = f"python benchmarks/held_out_spots.py --methods {shlex.quote(args.methods)}"
     write_markdown(args.md, markdown(df, command=command), csv=csv)

@@ -18,6 +18,8 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _tables import write_markdown
+
 from spotfill.benchmark import scale_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +52,7 @@ def main() -> None:
         sec = f"{v['seconds']:.1f}" if "seconds" in v and status == "ok" else "-"
         mem = f"{v['peak_mb']:.0f}" if "peak_mb" in v and status == "ok" else "-"
         lines.append(f"| {dataset} | {method} | {sec} | {mem} | {status} |")
-    Path(args.md).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.csv} and {args.md}")
+    write_markdown(args.md, "\n".join(lines) + "\n", csv=args.csv)
 
 
 if __name__ == "__main__":
