@@ -145,6 +145,10 @@ def test_impute_option_errors(h5ad, capsys, extra, message):
     code = main(["impute", str(h5ad), str(out), *extra])
     if message is None:
         assert code == 0
+        plain = h5ad.parent / "plain.h5ad"
+        assert main(["impute", str(h5ad), str(plain), "--method", "mean"]) == 0
+        got, ref = ad.read_h5ad(out), ad.read_h5ad(plain)
+        np.testing.assert_array_equal(np.asarray(got.layers["imputed_mean"]), np.asarray(ref.layers["imputed_mean"]))
         return
     assert message in one_line_error(capsys, code)
     assert not out.exists()

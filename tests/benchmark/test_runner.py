@@ -286,3 +286,71 @@ def test_output_file_is_checked_before_running(tmp_path):
     df = run_benchmark([str(data)], methods=["raw"], out=tmp_path / "new" / "r.csv", isolate=False, progress=False)
     assert (tmp_path / "new" / "r.csv").exists()
     assert set(df["method"]) == {"raw"}
+
+
+def test_p1_that_holds_out_nothing_is_refused():
+    """round(frac * nnz) == 0 would score nothing (NaN or a crash): a clear error instead."""
+    ad = _adata()
+    nnz = sp.csr_matrix(ad.X).nnz
+    with pytest.raises(InputError, match=f"holds out 0 of the {nnz} non-zero"):
+        run_benchmark([ad], protocols=["p1"], methods=["raw"], frac=0.4 / nnz, isolate=False, progress=False)
+    # one held-out entry is enough, and the raw data's zero prediction is scored by hand
+    df = run_benchmark([ad], protocols=["p1"], methods=["raw"], frac=0.6 / nnz, isolate=False, progress=False)
+    m = p1_mask(ad.X, frac=0.6 / nnz, seed=0)
+    assert m.values.size == 1
+    rmse = df.set_index("metric")["value"]["rmse"]
+    assert rmse == pytest.approx(np.log1p(m.values[0]), rel=1e-12)
+
+
+def test_p3_and_p4_scores_by_hand(ext):
+    """P3: the fold means of the held-out blocks' scores; P4: domain_ari of the method's output."""
+    from spotfill.benchmark import domain_ari, libsize_mean_rates, log_scores, p3_folds
+
+    ad = _adata()
+    X = sp.csr_matrix(ad.X).toarray().astype(np.float64)
+    half = f"{ext}:half"
+    df = run_benchmark([ad], protocols=["p3", "p4"], methods=[half, "libsize_mean"], isolate=False, progress=False)
+    v = df.set_index(["protocol", "method", "metric"])["value"]
+    folds = p3_folds(X.shape[0], seed=0)
+    # `half` sees the held-out rows as zeros, so it predicts 0.5 there
+    per_fold = [log_scores(X[f], np.full_like(X[f], 0.5)) for f in folds]
+    assert v["p3", half, "rmse"] == pytest.approx(np.mean([s["rmse"] for s in per_fold]), rel=1e-12)
+    assert v["p3", half, "mae"] == pytest.approx(np.mean([s["mae"] for s in per_fold]), rel=1e-12)
+    expected = np.mean([np.sqrt(np.mean((np.log1p(X[f]) - np.log1p(0.5)) ** 2)) for f in folds])
+    assert v["p3", half, "rmse"] == pytest.approx(expected, rel=1e-12)
+    labels = np.asarray(ad.obs["label"].astype(object))
+    assert v["p4", "libsize_mean", "ari"] == pytest.approx(domain_ari(libsize_mean_rates(ad.X), labels, seed=0))
+    assert v["p4", half, "ari"] == pytest.approx(domain_ari(X + 0.5, labels, seed=0))
+    assert v["p4", half, "ari_raw"] == pytest.approx(domain_ari(ad.X, labels, seed=0))
+
+
+def test_load_dataset_labels_and_grid_graph():
+    from spotfill.benchmark import load_dataset
+    from spotfill.graph import spatial_neighbors
+
+    ad = _adata()
+    ad.obs["label"] = pd.Categorical(["x", None] * (ad.n_obs // 2))
+    ds = load_dataset(ad)
+    assert ds.name == "toy"
+    assert ds.labels.tolist() == ["x", None] * (ad.n_obs // 2)
+    ref = ad.copy()
+    spatial_neighbors(ref)
+    assert (ds.graph != sp.csr_matrix(ref.obsp["spatial_connectivities"])).nnz == 0
+    assert ds.graph.nnz > 0
+    np.testing.assert_array_equal(ds.X.toarray(), sp.csr_matrix(ad.X).toarray())
+    assert "spatial_connectivities" not in ad.obsp  # the user's AnnData is left alone
+
+
+def test_scale_series_rows(tmp_path):
+    from spotfill.benchmark import scale_series
+
+    out = tmp_path / "scale.csv"
+    df = scale_series(["raw"], sizes=[40, 60], n_genes=10, timeout=300, out=out, progress=False)
+    ok = df[df.status == "ok"]
+    assert list(dict.fromkeys(ok.dataset)) == ["synthetic:40x10", "synthetic:60x10"]
+    assert set(ok.metric) == {"seconds", "peak_mb", "base_mb"}
+    assert sorted(set(ok.n_spots)) == [40, 60]
+    assert (ok.value > 0).all()
+    saved = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    np.testing.assert_allclose(saved["value"], df["value"])
+    assert saved["dataset"].tolist() == df["dataset"].tolist()

@@ -26,6 +26,16 @@ def test_run_demo_writes_data_and_figure(tmp_path):
     imputed = imputed.toarray() if hasattr(imputed, "toarray") else np.asarray(imputed)
     assert imputed.shape == raw.shape
     assert np.all(imputed >= 0)
+    # exactly what the public API gives on the demo data with the same graph
+    from spotfill import spatial_neighbors
+    from spotfill.methods import impute
+
+    ref = mouse_olfactory_bulb()
+    spatial_neighbors(ref)
+    impute(ref, "spatial_knn", seed=0)
+    expected = ref.layers["imputed_spatial_knn"]
+    expected = expected.toarray() if hasattr(expected, "toarray") else np.asarray(expected)
+    np.testing.assert_array_equal(imputed, expected)
     # spatial smoothing fills zeros: fewer zeros than the 60 % of the raw counts
     zeros_imputed = np.mean(imputed == 0)
     assert zeros_imputed < 0.5

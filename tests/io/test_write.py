@@ -92,6 +92,32 @@ def test_table_export_of_counts(tmp_path, adata, name, sep):
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
+@pytest.mark.parametrize("name", ["x.csv", "x.csv.gz"])
+def test_table_export_in_chunks_equals_one_chunk(tmp_path, name, monkeypatch):
+    """Written a few spots at a time: one header, every row once, integer formatting per chunk."""
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(sp.csr_matrix(rng.poisson(1.0, size=(7, 3)).astype(np.float32)))
+    a.obs_names = [f"s{i}" for i in range(7)]
+    a.var_names = ["G1", "G2", "G3"]
+    a.layers["imputed"] = rng.random((7, 3)).astype(np.float32)
+    opener = gzip.open if name.endswith(".gz") else open
+    texts = {}
+    for chunk in (1_000_000, 3):  # one chunk; then 1 spot per chunk (3 cells / 3 genes)
+        monkeypatch.setattr(write_module, "_CHUNK_CELLS", chunk)
+        for layer in (None, "imputed"):
+            out = write(a, tmp_path / f"{chunk}_{layer}_{name}", layer=layer)
+            with opener(out, "rt") as fh:
+                texts[chunk, layer] = fh.read()
+    for layer in (None, "imputed"):
+        assert texts[3, layer] == texts[1_000_000, layer]
+        lines = texts[3, layer].splitlines()
+        assert len(lines) == 8
+        assert lines[0] == "spot,G1,G2,G3"
+        assert [line.split(",")[0] for line in lines[1:]] == list(a.obs_names)
+    counts = [line.split(",")[1:] for line in texts[3, None].splitlines()[1:]]
+    assert counts == [[str(int(v)) for v in row] for row in a.X.toarray()]
+
+
 def test_table_export_of_a_layer_reads_back(tmp_path, adata):
     out = write(adata, tmp_path / "imp.csv", layer="imputed")
     frame = pd.read_csv(out, index_col=0)

@@ -179,6 +179,9 @@ def test_same_seed_same_output(synthetic):
     a = SpotfillModel(n_latent=3, seed=3, progress=False).fit_transform(X, graph=G)
     b = SpotfillModel(n_latent=3, seed=3, progress=False).fit_transform(X, graph=G)
     np.testing.assert_array_equal(a, b)
+    # and the seed is used: another seed starts (and selects) from another draw
+    c = SpotfillModel(n_latent=3, seed=4, progress=False).fit_transform(X, graph=G)
+    assert np.max(np.abs(a - c)) > 1e-3
 
 
 def test_registered_and_validates():
@@ -355,9 +358,19 @@ def test_posterior_in_row_blocks_equals_one_block(synthetic, monkeypatch):
     np.testing.assert_array_equal(model.transform(), whole)
     # the posterior moved every observed non-zero and left the zeros at the rate
     mu = model.rates()
-    nz = X.toarray() > 0
+    Xd = X.toarray().astype(np.float64)
+    nz = Xd > 0
     assert np.all(whole[~nz] == mu[~nz])
-    assert np.mean(whole[nz] != mu[nz]) > 0.99
+    theta = np.broadcast_to(model.theta_, mu.shape)
+    posterior = mu * (theta + Xd) / (theta + mu)  # Gamma-Poisson posterior mean, by hand
+    np.testing.assert_allclose(whole[nz], posterior[nz], rtol=1e-5)
+    # shrink="all": the same formula at every entry (the zeros shrink below the rate), in blocks too
+    model.set_params(shrink="all")
+    every = model.transform()
+    np.testing.assert_allclose(every, posterior, rtol=1e-5)
+    assert np.all(every[~nz] < mu[~nz])
+    monkeypatch.setattr(default, "_BLOCK", 1 << 20)
+    np.testing.assert_array_equal(model.transform(), every)
 
 
 @pytest.mark.parametrize("gene_prior", [0.0, 5.0])

@@ -307,3 +307,22 @@ def test_backed_anndata_gets_a_clear_error(adata, tmp_path):
     with pytest.raises(InputError, match=r"backed mode.*to_memory"):
         impute(backed, "mean")
     backed.file.close()
+
+
+def test_apply_mask_by_hand():
+    from spotfill.methods import apply_mask
+
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 3.0], [0.0, 5.0, 6.0]], dtype=np.float32))
+    before = X.toarray().copy()
+    dense = apply_mask(X, np.array([[True, True, False], [False, False, True]]))
+    np.testing.assert_array_equal(dense.toarray(), [[0, 0, 3], [0, 5, 0]])
+    assert dense.nnz == 2  # masked entries are eliminated, not stored zeros
+    # a sparse mask: only its stored True entries count (a stored False masks nothing)
+    M = sp.csr_matrix((np.array([True, False]), (np.array([1, 1]), np.array([1, 2]))), shape=(2, 3))
+    np.testing.assert_array_equal(apply_mask(X, M).toarray(), [[1, 0, 3], [0, 0, 6]])
+    np.testing.assert_array_equal(X.toarray(), before)  # never in place
+    # nothing to mask: X itself (documented), no copy
+    assert apply_mask(X, None) is X
+    assert apply_mask(X, np.array([[False, True, False], [True, False, False]])) is X
+    with pytest.raises(InputError, match="mask has shape"):
+        apply_mask(X, np.ones((3, 2), dtype=bool))

@@ -128,6 +128,27 @@ def test_other_optimizers(opt):
     assert m.theta.item() == pytest.approx(4.5, abs=0.3)
 
 
+def test_weight_decay_per_optimizer():
+    """L2 decay (sgd, adam) moves the least-squares fixed point; decoupled decay (adamw) moves it further.
+
+    With batch mean 4.5 and loss ``mean((theta - x)^2)``, the coupled decay adds ``wd * theta`` to the
+    gradient, whose zero is then ``2 * 4.5 / (2 + wd)`` = 3.0 for wd = 1 (sgd and adam). AdamW
+    subtracts ``lr * wd * theta`` outside Adam's normalised step, which is at most about ``lr``.
+    """
+    got = {}
+    for opt in ("sgd", "adam", "adamw"):
+        m = Scalar()
+        cfg = TrainConfig(max_epochs=300, lr=0.1, optimizer=opt, weight_decay=1.0, progress=False)
+        train(m, train_batches=batches, config=cfg)
+        got[opt] = m.theta.item()
+    assert got["sgd"] == pytest.approx(3.0, abs=0.15)
+    assert got["adam"] == pytest.approx(3.0, abs=0.2)  # measured 3.10
+    assert got["adamw"] < 1.5
+    m = Scalar()
+    train(m, train_batches=batches, config=TrainConfig(max_epochs=300, lr=0.1, optimizer="adamw", progress=False))
+    assert m.theta.item() == pytest.approx(4.5, abs=0.3)  # no decay: adamw is adam
+
+
 def test_history_defaults():
     h = History()
     assert h.n_epochs == 0

@@ -77,12 +77,24 @@ def p1_mask(X, *, frac: float = 0.1, seed: int = 0, n_zero_check: int = N_ZERO_C
     Returns
     -------
     The split (see :class:`P1Mask`).
+
+    Raises
+    ------
+    InputError
+        When ``round(frac * nnz)`` is 0 (nothing would be held out).
     """
     frac = _check_frac(frac)
     Xc = check_counts(X, require_integer=False)
     nnz = Xc.nnz
+    n_held = round(frac * nnz)
+    if n_held == 0:
+        msg = (
+            f"P1 with frac={frac:g} holds out 0 of the {nnz} non-zero entries, so there is nothing to score; "
+            f"raise frac (--frac) above {0.5 / nnz:.3g}."
+        )
+        raise InputError(msg)
     rng = np.random.default_rng(seed)
-    held = rng.choice(nnz, size=round(frac * nnz), replace=False)
+    held = rng.choice(nnz, size=n_held, replace=False)
     row_of = np.repeat(np.arange(Xc.shape[0], dtype=np.int64), np.diff(Xc.indptr))
     rows = row_of[held]
     cols = Xc.indices[held].astype(np.int64)

@@ -88,6 +88,8 @@ def log_scores(y, p) -> dict[str, float]:
 
 def take_entries(P, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Values of a dense or sparse matrix at ``(rows, cols)``, as float64."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.float64)
     if sp.issparse(P):
         return np.asarray(sp.csr_matrix(P)[rows, cols], dtype=np.float64).ravel()
     return np.asarray(P[rows, cols], dtype=np.float64).ravel()

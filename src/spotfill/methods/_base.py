@@ -24,7 +24,10 @@ __all__ = ["BaseImputer", "apply_mask", "gene_indices"]
 
 
 def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
-    """Return a copy of ``X`` with the entries marked in ``mask`` set to zero (and eliminated).
+    """Return ``X`` with the entries marked in ``mask`` set to zero (and eliminated).
+
+    ``X`` itself is never modified: the result is a new matrix, or ``X`` itself when ``mask`` is
+    ``None`` or marks no stored non-zero of ``X``.
 
     Parameters
     ----------
