@@ -75,3 +75,31 @@ def test_info_on_a_good_table(tmp_path, capsys):
     # the graph module decides the neighbourhood (2 per spot here with the grid fallback)
     assert lines[9].startswith("neighbours per spot (order 1): min ")
     assert lines[10:] == ["labels: none", "layers: none"]
+
+
+def test_benchmark_and_report_refuse_an_existing_out_without_overwrite(tmp_path, capsys):
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    from spotfill.cli import main
+
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(sp.csr_matrix(rng.poisson(2.0, (30, 5)).astype(np.float32)))
+    a.obsm["spatial"] = rng.random((30, 2))
+    data = tmp_path / "d.h5ad"
+    a.write_h5ad(data)
+    out = tmp_path / "r.csv"
+    out.write_text("earlier results\n")
+    assert main(["benchmark", str(data), "--methods", "raw", "--in-process", "--out", str(out)]) == 2
+    assert "already exists: pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert out.read_text() == "earlier results\n"
+    assert main(["benchmark", str(data), "--methods", "raw", "--in-process", "--out", str(out), "--overwrite"]) == 0
+    assert out.read_text().startswith("dataset,")
+    html = tmp_path / "r.html"
+    html.write_text("old")
+    assert main(["report", str(out), "--out", str(html)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert html.read_text() == "old"
+    assert main(["report", str(out), "--out", str(html), "--overwrite"]) == 0
+    assert html.read_text().startswith("<!DOCTYPE html>")

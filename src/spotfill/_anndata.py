@@ -57,6 +57,13 @@ def store_result(
     if values.shape != expected:
         msg = f"result has shape {values.shape}, expected {expected}"
         raise ValueError(msg)
+    # an earlier spotfill result under this key is replaced whole: its entry in the other slot goes too
+    earlier = adata.uns.get(key_added)
+    if isinstance(earlier, Mapping) and "method" in earlier and "version" in earlier:
+        old_slot = "obsm" if earlier.get("stored_in") == "obsm" else "layers"
+        new_slot = "layers" if genes is None else "obsm"
+        if old_slot != new_slot and key_added in getattr(adata, old_slot):
+            del getattr(adata, old_slot)[key_added]
     if genes is None:
         adata.layers[key_added] = values
     else:

@@ -63,6 +63,7 @@ def check_output_file(
     inputs: Iterable[object] = (),
     what: str = "output",
     make_folder: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Refuse an output path that would destroy an input or hold the wrong format; return it as a Path.
 
@@ -79,6 +80,9 @@ def check_output_file(
         What the file holds, for the messages (``"benchmark results"``).
     make_folder
         Create a missing folder instead of refusing it.
+    overwrite
+        Whether an existing file may be replaced (``False``: refused with a message naming
+        ``--overwrite``, the flag of the commands that call this).
     """
     target = Path(out).expanduser()
     if not target.name.lower().endswith(suffixes):
@@ -90,4 +94,7 @@ def check_output_file(
             msg = f"refusing to write the {what} to {target}: it is one of the input files; choose another name."
             raise InputError(msg)
     check_file_target(target, endings=" or ".join(suffixes), make_folder=make_folder)
+    if not overwrite and target.is_file():
+        msg = f"{target} already exists: pass overwrite=True (--overwrite) to replace it, or choose another name."
+        raise InputError(msg)
     return target

@@ -98,6 +98,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
 
+
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -112,6 +113,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         isolate=not args.in_process,
         frac=args.frac,
         timeout=args.timeout,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.out}")
     return 0
@@ -120,7 +122,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .plotting import report
 
-    report(args.results, data=args.data, out=args.out)
+    report(args.results, data=args.data, out=args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return 0
 
@@ -183,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 'spotfill[gene_prior=5]'), or module:function callables",
     )
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
-    p.add_argument("--out", default="results.csv")
+    p.add_argument("--out", default="results.csv", help="results CSV (default: results.csv)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
     p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out")
     p.add_argument("--timeout", type=float, default=None, help="seconds per method call (recorded as failed)")
@@ -192,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")
     p.add_argument("results")
     p.add_argument("--data", nargs="*", default=None, help=".h5ad files for spatial maps and P4 panels")
-    p.add_argument("--out", default="report.html")
+    p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.set_defaults(func=_cmd_report)
     return parser
 

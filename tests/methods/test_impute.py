@@ -266,8 +266,12 @@ def test_key_added_never_overwrites_the_input_or_foreign_entries(adata):
     with pytest.raises(InputError, match="is the input layer"):
         impute(adata, "mean", layer="counts", key_added="counts")
     coords = adata.obsm["spatial"].copy()
-    with pytest.raises(InputError, match=r"overwrite adata\.obsm\['spatial'\]"):
-        impute(adata, "mean", genes=["g0"], key_added="spatial")
+    for genes in (None, ["g0"]):  # obsm['spatial'] / uns['spatial'] belong to scanpy and squidpy
+        with pytest.raises(InputError, match="key_added='spatial' is reserved"):
+            impute(adata, "mean", genes=genes, key_added="spatial")
+    adata.obsm["mine"] = np.zeros((adata.n_obs, 2))
+    with pytest.raises(InputError, match=r"overwrite adata\.obsm\['mine'\]"):
+        impute(adata, "mean", key_added="mine")  # a layer named like someone's obsm entry: refused too
     with pytest.raises(InputError, match=r"overwrite adata\.layers\['counts'\]"):
         impute(adata, "mean", key_added="counts")
     # the graph impute builds writes uns['spatial_neighbors']: that key is refused too
@@ -282,6 +286,20 @@ def test_key_added_never_overwrites_the_input_or_foreign_entries(adata):
     impute(adata, "mean", key_added="res")
     impute(adata, "median", key_added="res")
     assert adata.uns["res"]["method"] == "median"
+    # replaced whole: a genes= result drops the earlier layer, a full result the earlier obsm table
+    impute(adata, "mean", key_added="res", genes=["g1"])
+    assert "res" not in adata.layers
+    assert list(adata.obsm["res"].columns) == ["g1"]
+    assert adata.uns["res"]["genes"] == ["g1"]
+    impute(adata, "median", key_added="res")
+    assert "res" not in adata.obsm
+    assert adata.layers["res"].shape == adata.shape
+    assert "genes" not in adata.uns["res"]
+    # an earlier result's key does not license overwriting a foreign entry in the other slot
+    adata.obsm["res"] = np.ones((adata.n_obs, 1))
+    with pytest.raises(InputError, match=r"overwrite adata\.obsm\['res'\]"):
+        impute(adata, "mean", key_added="res", genes=["g1"])
+    np.testing.assert_array_equal(adata.obsm["res"], 1.0)
 
 
 def test_seed_is_validated_for_every_method(adata):

@@ -273,6 +273,7 @@ def run_benchmark(
     frac: float = 0.1,
     timeout: float | None = None,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> pd.DataFrame:
     """Score methods on datasets with the protocols of ``BENCHMARK.md``.
 
@@ -306,6 +307,9 @@ def run_benchmark(
         checked after the call returns.
     progress
         Show a progress bar over (dataset, method, seed).
+    overwrite
+        Replace an existing ``out`` (``False``: refuse it before any work; the command line's
+        default, ``spotfill benchmark --overwrite`` to replace).
 
     Returns
     -------
@@ -341,7 +345,9 @@ def run_benchmark(
     out_path = (
         None
         if out is None
-        else check_output_file(out, suffixes=(".csv",), inputs=data, what="benchmark results", make_folder=True)
+        else check_output_file(
+            out, suffixes=(".csv",), inputs=data, what="benchmark results", make_folder=True, overwrite=overwrite
+        )
     )
 
     rows: list[dict] = []

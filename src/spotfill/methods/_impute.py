@@ -175,11 +175,23 @@ def _is_spotfill_result(adata: AnnData, key: str) -> bool:
     return isinstance(info, Mapping) and "method" in info and "version" in info
 
 
+def _result_slot(adata: AnnData, key: str) -> str | None:
+    """Where the earlier spotfill result under ``key`` lives (``"layers"`` or ``"obsm"``), else ``None``."""
+    if not _is_spotfill_result(adata, key):
+        return None
+    return "obsm" if adata.uns[key].get("stored_in") == "obsm" else "layers"
+
+
+# names scanpy and squidpy give their own meaning in uns/obsm (images and scale factors, coordinates)
+_RESERVED_KEYS = frozenset({"spatial"})
+
+
 def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) -> None:
     """Refuse a ``key_added`` that would overwrite the input or an entry spotfill did not write.
 
-    Re-running with the key of an earlier result replaces it, as scanpy does; anything else under
-    that name (the counts layer, ``obsm['spatial']``, ``uns['spatial_neighbors']``, ...) is kept.
+    Re-running with the key of an earlier result replaces it, as scanpy does (the earlier result's
+    layer or obsm entry goes); anything else under that name in ``layers``, ``obsm`` or ``uns`` (the
+    counts layer, ``obsm['spatial']``, ``uns['spatial_neighbors']``, ...) is kept and the key refused.
     """
     if not isinstance(key, str) or not key:
         msg = f"key_added must be a non-empty string (the output's name), got {key!r}."
@@ -187,9 +199,18 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
     if key == layer:
         msg = f"key_added={key!r} is the input layer: the result would overwrite the counts; choose another key_added."
         raise InputError(msg)
-    if _is_spotfill_result(adata, key):
-        return
-    taken = [f"{where}[{key!r}]" for where in (slot, "uns") if key in getattr(adata, where)]
+    if key in _RESERVED_KEYS:
+        msg = (
+            f"key_added={key!r} is reserved: scanpy and squidpy keep coordinates in obsm['spatial'] and images "
+            "in uns['spatial']; choose another key_added."
+        )
+        raise InputError(msg)
+    old = _result_slot(adata, key)
+    taken = [
+        f"{where}[{key!r}]"
+        for where in (slot, *(w for w in ("layers", "obsm") if w != slot), "uns")
+        if key in getattr(adata, where) and where != old and not (where == "uns" and old)
+    ]
     if taken:
         msg = (
             f"key_added={key!r} would overwrite adata.{taken[0]}, which is not a spotfill result; "

@@ -227,6 +227,7 @@ def report(
     out: str | Path = "report.html",
     methods: Sequence[str] | None = None,
     seed: int = 0,
+    overwrite: bool = True,
 ) -> Path:
     """Write the benchmark report: one self-contained HTML file.
 
@@ -246,6 +247,8 @@ def report(
         Methods of the data panels (default: those of the results table).
     seed
         Seed of the P1 split and of the methods in the data panels.
+    overwrite
+        Replace an existing ``out`` (``False``: refuse it before any work; the command line's default).
 
     Returns
     -------
@@ -255,7 +258,7 @@ def report(
     one bar chart per protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
     inputs = [results, *(data or ())]
-    out = check_output_file(out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True)
+    out = check_output_file(out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite)
     df = _read_results(results)
     summary = summarize(df)
     failures = (
