@@ -98,7 +98,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
 
-
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:

@@ -354,3 +354,23 @@ def test_scale_series_rows(tmp_path):
     saved = pd.read_csv(out, keep_default_na=False, na_values=[""])
     np.testing.assert_allclose(saved["value"], df["value"])
     assert saved["dataset"].tolist() == df["dataset"].tolist()
+
+
+def test_in_process_warm_up_runs_only_registered_methods_once(ext, monkeypatch):
+    """One-off costs (numba compiling) are paid before the first measured in-process call."""
+    import spotfill.benchmark._runner as runner
+
+    monkeypatch.setattr(runner, "_warmed", set())
+    monkeypatch.setattr(runner, "_WARM_UP_DATA", ("synthetic:40x10",))
+    loaded = []
+    real = runner.load_dataset
+    monkeypatch.setattr(runner, "load_dataset", lambda d, **kw: loaded.append(d) or real(d, **kw))
+    bench_ext = __import__(ext)
+    bench_ext.SEEN.clear()
+    methods = ["mean", f"{ext}:spy", "raw", "spotfill[n_latent=2,progress=False]"]
+    run_benchmark([_adata()], protocols=["p2"], methods=methods, seeds=[0, 1], isolate=False, progress=False)
+    # once for each of the two registered methods, never for the control or the external function
+    assert [d for d in loaded if isinstance(d, str)] == ["synthetic:40x10"] * 2
+    assert runner._warmed == set(methods)
+    assert len(bench_ext.SEEN) == 2  # the spy saw only its two measured calls (seeds 0 and 1)
+    assert all(X.shape == (36, 8) for X in bench_ext.SEEN)

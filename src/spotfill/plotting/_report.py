@@ -258,7 +258,9 @@ def report(
     one bar chart per protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
     inputs = [results, *(data or ())]
-    out = check_output_file(out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite)
+    out = check_output_file(
+        out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite
+    )
     df = _read_results(results)
     summary = summarize(df)
     failures = (
