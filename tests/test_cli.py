@@ -126,6 +126,19 @@ def test_impute_to_csv_exports_the_result(h5ad):
     assert main(["impute", str(h5ad), str(raw), "--method", "mean", "--export-layer", "nope", "--overwrite"]) == 2
 
 
+def test_unknown_export_layer_is_refused_before_imputing(h5ad, capsys, monkeypatch):
+    import spotfill.methods
+
+    def never(*args, **kwargs):
+        raise AssertionError("imputed before checking --export-layer")
+
+    monkeypatch.setattr(spotfill.methods, "impute", never)
+    code = main(["impute", str(h5ad), str(h5ad.parent / "o.csv"), "--method", "mean", "--export-layer", "nope"])
+    message = one_line_error(capsys, code)
+    assert "--export-layer 'nope' is neither a layer of" in message
+    assert "nor the result's key ('imputed_mean')" in message
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -128,7 +128,10 @@ def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: boo
         X, name = adata.X, "adata.X"
     else:
         if layer not in adata.layers:
-            msg = f"layer {layer!r} not found; available layers: {sorted(adata.layers)}. Use layer=None for adata.X."
+            msg = (
+                f"layer {layer!r} (--layer) not found; available layers: {sorted(adata.layers)}. "
+                "Use layer=None (no --layer) for adata.X."
+            )
             raise InputError(msg)
         X, name = adata.layers[layer], f"adata.layers[{layer!r}]"
     check_unique_names(adata)

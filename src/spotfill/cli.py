@@ -77,6 +77,12 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         raise SpotfillError(msg)
     layer = (args.export_layer or key) if table and genes is None else args.export_layer
     check_target(adata, args.output, overwrite=args.overwrite, layer=layer)  # fail before a long imputation
+    if layer is not None and layer != key and layer not in adata.layers:
+        msg = (
+            f"--export-layer {layer!r} is neither a layer of {args.input} ({sorted(adata.layers) or 'none'}) nor the "
+            f"result's key ({key!r})."
+        )
+        raise SpotfillError(msg)
     impute(adata, args.method, layer=args.layer, key_added=key, genes=genes, seed=seed, device=device, **params)
     if genes is not None and table:  # the spots x genes table of the imputed genes
         import anndata as ad

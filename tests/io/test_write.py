@@ -123,7 +123,7 @@ def test_table_export_of_a_layer_reads_back(tmp_path, adata):
     frame = pd.read_csv(out, index_col=0)
     assert frame.index.tolist() == ["s1", "s2"]
     np.testing.assert_allclose(frame.to_numpy(), adata.layers["imputed"], rtol=1e-6)
-    with pytest.raises(InputError, match=r"layer 'nope' not found; available layers: \['imputed'\]"):
+    with pytest.raises(InputError, match=r"layer 'nope' \(--export-layer\) not found; available layers: \['imputed'\]"):
         write(adata, tmp_path / "other.csv", layer="nope")
 
 
@@ -139,7 +139,7 @@ def test_bad_targets(tmp_path, adata):
         write(adata, tmp_path / "x.xlsx")
     with pytest.raises(InputError, match="the folder .*nope does not exist; create it first"):
         write(adata, tmp_path / "nope" / "x.h5ad")
-    with pytest.raises(InputError, match="layer= selects the matrix of a .csv/.tsv export"):
+    with pytest.raises(InputError, match=r"layer= \(--export-layer\) selects the matrix of a .csv/.tsv export"):
         write(adata, tmp_path / "x.h5ad", layer="imputed")
     (tmp_path / "d.h5ad").mkdir()
     with pytest.raises(InputError, match="it is a folder"):

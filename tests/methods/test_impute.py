@@ -191,7 +191,7 @@ def test_bad_inputs(adata):
         impute(adata, 3)
     with pytest.raises(InputError, match="no parameter 'k'"):
         impute(adata, "knn", k=3)
-    with pytest.raises(InputError, match="layer 'raw' not found"):
+    with pytest.raises(InputError, match=r"layer 'raw' \(--layer\) not found"):
         impute(adata, "mean", layer="raw")
     del adata.obsm["spatial"]
     with pytest.raises(InputError, match="no spot coordinates"):

@@ -171,3 +171,18 @@ def test_cli_benchmark_bad_seeds_is_a_one_line_error(tmp_path, capsys):
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "x.csv"), "--out", str(data)]) == 2
     assert "must end in .html" in capsys.readouterr().err
+
+
+def test_report_of_a_file_that_is_not_a_results_csv(tmp_path):
+    from spotfill import InputError
+    from spotfill.plotting import report
+
+    binary = tmp_path / "data.h5ad"
+    binary.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(InputError, match=r"data\.h5ad is not a results CSV \(UnicodeDecodeError\)"):
+        report(binary, out=tmp_path / "r.html")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InputError, match="is not a results CSV"):
+        report(empty, out=tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

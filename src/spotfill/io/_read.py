@@ -190,15 +190,15 @@ def _validate(adata: AnnData, src: Path, fmt: str) -> None:
         raise InputError(msg) from None
     if X.nnz and not np.array_equal(X.data, np.round(X.data)):
         logger.warning(
-            "%s: the counts contain non-integer values; spotfill methods need raw counts (not normalised or "
-            "log-transformed data)",
+            "%s: X contains non-integer values; spotfill methods need raw counts (not normalised or "
+            "log-transformed data): if the raw counts are in a layer, select it with layer= (--layer)",
             src,
         )
     if "spatial" not in adata.obsm:
         others = [k for k in adata.obsm if "spatial" in k.lower() or k.lower() in ("coords", "coordinates", "xy")]
         hint = f" (adata.obsm has {others}: copy the right one to obsm['spatial'])" if others else ""
         fix = (
-            "pass coords= a CSV/TSV with columns spot, x, y"
+            "pass coords= a CSV/TSV with columns spot, x, y (on the command line: --coords)"
             if fmt in ("table", "h5ad")
             else "check that the positions file belongs to this data"
         )

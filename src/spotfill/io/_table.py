@@ -188,7 +188,7 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
     if adata.n_obs == 0:  # nothing to place; validation reports the empty matrix
         return adata
     if not coords.exists():
-        msg = f"coordinates file {coords} does not exist: pass coords= a CSV/TSV with columns spot, x, y."
+        msg = f"coordinates file {coords} does not exist: pass coords= (--coords) a CSV/TSV with columns spot, x, y."
         raise InputError(msg)
     sep = sniff_sep(coords)
     try:

@@ -108,7 +108,10 @@ def check_target(
         raise InputError(msg)
     check_file_target(target, endings=".h5ad, .csv or .tsv")
     if kind == "h5ad" and layer is not None:
-        msg = "layer= selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer (drop layer=)."
+        msg = (
+            "layer= (--export-layer) selects the matrix of a .csv/.tsv export; an .h5ad keeps every layer "
+            "(drop layer= / --export-layer)."
+        )
         raise InputError(msg)
     _check_existing(adata, target, overwrite)
     return target
@@ -127,7 +130,8 @@ def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["inp
         if overwrite != "input":
             msg = (
                 f"refusing to overwrite {target}: the data were read from it. Write to a new file, or pass "
-                "overwrite='input' to replace the input on purpose."
+                "overwrite='input' in Python to replace the input on purpose (the command line never replaces "
+                "its input)."
             )
             raise InputError(msg)
     elif overwrite is False:
@@ -141,7 +145,10 @@ def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -
     elif layer in adata.layers:
         M = adata.layers[layer]
     else:
-        msg = f"layer {layer!r} not found; available layers: {sorted(adata.layers)}. Use layer=None for adata.X."
+        msg = (
+            f"layer {layer!r} (--export-layer) not found; available layers: {sorted(adata.layers)}. "
+            "Use layer=None (no --export-layer) for adata.X."
+        )
         raise InputError(msg)
     if M is None:
         msg = "adata.X is empty (None): pass layer= to export a layer."

@@ -593,7 +593,7 @@ def _fit_dispersion(X: sp.csr_matrix, lib: np.ndarray, Ue: np.ndarray, V: np.nda
     "spotfill",
     family="spatial-count",
     description="Spatially smoothed Poisson factorisation with library offsets and NB shrinkage; auto-tuned",
-    key_params=("n_latent", "smooth", "smooth_steps", "shrink"),
+    key_params=("n_latent", "smooth", "smooth_steps", "shrink", "gene_prior"),
 )
 class SpotfillModel(BaseImputer):
     """spotfill's default imputer: a spatially smoothed Poisson factorisation of the counts.

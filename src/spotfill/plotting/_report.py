@@ -59,11 +59,17 @@ img{max-width:100%;margin:0.5em 0}.note{color:#555;font-size:0.9em}
 
 
 def _read_results(results: str | Path | pd.DataFrame) -> pd.DataFrame:
-    df = (
-        results.copy()
-        if isinstance(results, pd.DataFrame)
-        else pd.read_csv(results, keep_default_na=False, na_values=["", "nan", "NaN"])
-    )
+    if isinstance(results, pd.DataFrame):
+        df = results.copy()
+    else:
+        try:
+            df = pd.read_csv(results, keep_default_na=False, na_values=["", "nan", "NaN"])
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            msg = (
+                f"{results} is not a results CSV ({type(err).__name__}): pass the CSV written by spotfill benchmark "
+                "first, and datasets with --data."
+            )
+            raise InputError(msg) from None
     need = {"dataset", "protocol", "method", "seed", "metric", "value"}
     missing = need - set(df.columns)
     if missing:
