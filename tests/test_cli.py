@@ -145,7 +145,7 @@ def test_unknown_export_layer_is_refused_before_imputing(h5ad, capsys, monkeypat
         (["--method", "nope"], "unknown method 'nope'; available: "),
         (["--method", "mean", "--param", "k=3"], "GeneMean has no parameter 'k'"),
         (["--method", "mean", "--param", "k"], "--param expects KEY=VALUE, got 'k'"),
-        (["--method", "nmf", "--param", "n_latent=x"], "n_latent must be >= 1"),
+        (["--method", "nmf", "--param", "n_latent=x"], "n_latent must be an integer >= 1"),
         (["--method", "mean", "--param", "key-added=x"], "--param key_added=... is an option of the command"),
         (["--method", "mean", "--param", "copy=True"], "--param copy=... is an option of the command"),
         (["--method", "mean", "--param", "genes=g1"], "not a method parameter: use --genes"),

@@ -90,6 +90,15 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
     if X is None:
         msg = f"{name} is missing: store raw counts in adata.X or name a layer with layer=."
         raise InputError(msg)
+    if not sp.issparse(X) and not hasattr(X, "shape"):  # nested lists
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            msg = (
+                f"{name} must be a numeric spots x genes matrix (numpy array, scipy sparse matrix or nested "
+                f"lists of numbers), got {type(X).__name__}."
+            )
+            raise InputError(msg) from None
     shape = X.shape
     if len(shape) != 2:
         msg = f"{name} must be a 2-D spots x genes matrix, got shape {tuple(shape)}."
@@ -138,10 +147,23 @@ def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: boo
     return check_counts(X, require_integer=require_integer, name=name)
 
 
+MAX_SEED = 2**32 - 1  # the largest seed scikit-learn's random_state takes (numpy and torch take more)
+
+
+def is_int(x: object) -> bool:
+    """Whether ``x`` is an integer (Python or numpy; ``bool`` is not)."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def is_number(x: object) -> bool:
+    """Whether ``x`` is a finite real number (Python or numpy; ``bool`` is not)."""
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
 def check_seed(seed: object) -> None:
-    """Raise unless ``seed`` is an integer >= 0 (bools refused), the seeds numpy's generators accept."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        msg = f"seed must be an integer >= 0, got {seed!r}."
+    """Raise unless ``seed`` is an integer in ``[0, 2**32 - 1]`` (bools refused), a seed every library accepts."""
+    if not is_int(seed) or not 0 <= seed <= MAX_SEED:
+        msg = f"seed must be an integer >= 0 and < 2**32 (scikit-learn's limit), got {seed!r}."
         raise InputError(msg)
 
 

@@ -195,6 +195,9 @@ def test_errors():
     r, c = square_grid(3, 3)
     with pytest.raises(InputError, match="share an array position"):
         lattice_graph(np.append(r, 0), np.append(c, 0), lattice="square")
+    # every spot at one position: the duplicates are named, not an unrecognised grid type
+    with pytest.raises(InputError, match=r"29 spot\(s\) share an array position"):
+        lattice_graph(np.zeros(30, dtype=int), np.zeros(30, dtype=int), lattice="auto")
     with pytest.raises(InputError, match="whole numbers"):
         lattice_graph(r + 0.5, c)
     with pytest.raises(InputError, match="one weight per ring"):

@@ -151,11 +151,24 @@ def test_mask_as_nested_list_is_accepted(data):
 @pytest.mark.parametrize(
     ("name", "params", "match"),
     [
-        ("nmf", {"n_latent": "x"}, "n_latent must be >= 1 .got 'x'"),
+        ("nmf", {"n_latent": "x"}, "n_latent must be an integer >= 1 .got 'x'"),
         ("ae", {"hidden": 5}, "hidden must be a sequence"),
-        ("ae", {"val_fraction": "a"}, "val_fraction must be in"),
+        ("ae", {"val_fraction": "a"}, "val_fraction must be a number in"),
         ("nmf", {"loss": "rmse_all", "zero_ratio": 0}, "zero_ratio must be"),
         ("knn", {"seed": "a"}, "seed must be an integer >= 0"),
+        ("knn", {"seed": 2**40}, "seed must be an integer >= 0 and < 2..32"),
+        ("spotfill", {"seed": 2**32}, "seed must be an integer >= 0 and < 2..32"),
+        ("knn", {"target_sum": 0}, "target_sum must be a finite number > 0"),
+        ("knn", {"target_sum": float("nan")}, "target_sum must be a finite number > 0"),
+        ("knn", {"target_sum": -1.0}, "target_sum must be a finite number > 0"),
+        ("nmf", {"bias": "x"}, "bias must be True or False"),
+        ("nmf", {"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
+        ("nmf", {"n_latent": 2.5}, "n_latent must be an integer >= 1 .got 2.5"),
+        ("nmf", {"max_epochs": 2.5}, "max_epochs must be an integer >= 1"),
+        ("nmf", {"zero_ratio": float("nan")}, "zero_ratio must be a finite number > 0"),
+        ("nmf", {"zero_ratio": -1}, "zero_ratio must be a finite number > 0"),
+        ("ae", {"hidden": (2.5,)}, "hidden must be a sequence of layer sizes"),
+        ("ae", {"lr": float("inf")}, "lr must be a finite number > 0"),
     ],
 )
 def test_bad_parameter_values_are_input_errors(data, name, params, match):
@@ -176,3 +189,22 @@ def test_nan_counts_and_bad_key_added(data):
 def test_counts_that_are_not_a_matrix_are_refused():
     with pytest.raises(spotfill.InputError, match=r"must be a 2-D spots x genes matrix, got shape \(2, 2, 2\)"):
         make_method("mean").fit(np.zeros((2, 2, 2)))
+
+
+def test_nested_lists_and_bad_masks(data):
+    adata, mask, _ = data
+    X = adata.X.toarray()
+    a = make_method("mean").fit_transform(X)
+    np.testing.assert_array_equal(make_method("mean").fit_transform(X.tolist()), a)
+    with pytest.raises(spotfill.InputError, match="must be a numeric spots x genes matrix"):
+        make_method("mean").fit(["a", "b"])
+    # 0/1 masks are booleans; anything else is refused instead of counting as "masked"
+    m01 = mask.toarray().astype(np.int8)
+    np.testing.assert_array_equal(
+        make_method("mean").fit_transform(X, mask=m01), make_method("mean").fit_transform(X, mask=m01 > 0)
+    )
+    for bad in (np.full(X.shape, np.nan), np.full(X.shape, "no"), np.full(X.shape, 0.3)):
+        with pytest.raises(spotfill.InputError, match="mask must hold booleans"):
+            spotfill.impute(adata.copy(), "spotfill", mask=bad)
+    with pytest.raises(spotfill.InputError, match="mask must hold booleans"):
+        make_method("mean").fit(X, mask=sp.csr_matrix(np.full(X.shape, 2.0)))

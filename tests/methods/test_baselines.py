@@ -211,6 +211,7 @@ def test_flags_follow_parameters():
         (SpatialInterpolation(bandwidth=0), {"coords": LINE}, "bandwidth"),
         (SpatialInterpolation(spacing=-1.0), {"coords": LINE}, "spacing"),
         (SpatialInterpolation(), {"coords": np.zeros((5, 2))}, "same coordinates"),
+        (SpatialInterpolation(), {"coords": np.repeat(LINE[:1], 5, axis=0)}, "same coordinates.*pass spacing="),
     ],
 )
 def test_bad_options_raise_input_error(est, fit_kwargs, match):
@@ -325,3 +326,14 @@ def test_count_scale_and_types(name):
     assert Yd.min() >= 0
     if name in ("spatial_knn", "interpolate"):  # spatial averages keep each gene's total (edge effects aside)
         np.testing.assert_allclose(Yd.sum(0), np.asarray(X.sum(0)).ravel(), rtol=0.15)
+
+
+def test_interpolation_on_duplicated_positions_names_the_cause():
+    """Two copies of the same positions (stacked sections without offsets): the message says so."""
+    coords = np.r_[LINE[:3], LINE[:3]].astype(float)
+    X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    with pytest.raises(InputError, match=r"every spot has an exact duplicate position \(3 distinct positions for 6"):
+        SpatialInterpolation().fit(X, coords=coords)
+    # with the spacing given, the same data interpolate (each spot averages its duplicate and the line)
+    Y = SpatialInterpolation(spacing=1.0).fit_transform(sp.csr_matrix(X), coords=coords)
+    assert np.all(np.isfinite(_dense(Y)))

@@ -40,11 +40,18 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
     if mask is None:
         return X
     if not sp.issparse(mask):
-        mask = np.asarray(mask, dtype=bool)
+        mask = np.asarray(mask)
+    values = mask.data if sp.issparse(mask) else mask
+    if values.dtype != bool and (values.dtype.kind not in "iuf" or not np.all(np.isin(values, (0, 1)))):
+        msg = (
+            f"mask must hold booleans (True = hidden entry) or 0/1 values, got dtype {values.dtype} "
+            f"with other values; build it with e.g. mask = held_out_positions.astype(bool)."
+        )
+        raise InputError(msg)
     if mask.shape != X.shape:
         msg = f"mask has shape {mask.shape} but the data have shape {X.shape}."
         raise InputError(msg)
-    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(mask)
+    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(mask.astype(bool))
     M = M.astype(bool)
     keep = X.multiply(M) if M.nnz else None
     if keep is None or keep.nnz == 0:

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._errors import InputError
+from .._validation import is_number
 from ..graph import row_normalize
 from ._base import BaseImputer
 from ._registry import register
@@ -122,7 +123,14 @@ def _spot_spacing(coords: np.ndarray) -> float:
     d = dist[:, 1]
     d = d[d > 0]
     if d.size == 0:
-        msg = "all spots share the same coordinates: cannot estimate the spot spacing; check obsm['spatial']."
+        n_distinct = len(np.unique(coords, axis=0))
+        what = (
+            "all spots share the same coordinates"
+            if n_distinct == 1
+            else f"every spot has an exact duplicate position ({n_distinct} distinct positions for {len(coords)} spots;"
+            " stacked sections without offsets?)"
+        )
+        msg = f"{what}: cannot estimate the spot spacing; check obsm['spatial'], or pass spacing= explicitly."
         raise InputError(msg)
     return float(np.median(d))
 
@@ -359,6 +367,9 @@ class ExpressionKNN(_Smoother):
         self.seed = seed
 
     def _embedding(self, X: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+        if not (is_number(self.target_sum) and self.target_sum > 0):
+            msg = f"target_sum must be a finite number > 0 (counts per spot after normalising): {self.target_sum!r}."
+            raise InputError(msg)
         lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         scale = np.divide(float(self.target_sum), lib, out=np.zeros_like(lib), where=lib > 0)
         L = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float64)

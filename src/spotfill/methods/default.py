@@ -73,6 +73,7 @@ from scipy.special import gammaln
 
 from .._errors import InputError
 from .._logging import progress
+from .._validation import is_int, is_number
 from ._base import BaseImputer, gene_indices
 from ._registry import register
 
@@ -729,28 +730,28 @@ class SpotfillModel(BaseImputer):
 
     # --- validation ----------------------------------------------------------------------------
     def _check_params(self, n_obs: int, n_vars: int) -> None:
-        if self.n_latent != "auto" and not (_is_int(self.n_latent) and self.n_latent >= 1):
+        if self.n_latent != "auto" and not (is_int(self.n_latent) and self.n_latent >= 1):
             msg = f"n_latent must be a positive integer or 'auto', got {self.n_latent!r}."
             raise InputError(msg)
         if self.n_latent != "auto" and self.n_latent > min(n_obs, n_vars):
             msg = f"n_latent={self.n_latent} exceeds min(n_spots, n_genes)={min(n_obs, n_vars)}: choose fewer."
             raise InputError(msg)
-        if self.smooth != "auto" and not (_is_number(self.smooth) and 0 <= self.smooth < 1):
+        if self.smooth != "auto" and not (is_number(self.smooth) and 0 <= self.smooth < 1):
             msg = f"smooth must be a number in [0, 1) or 'auto', got {self.smooth!r}."
             raise InputError(msg)
-        if self.smooth_steps != "auto" and not (_is_int(self.smooth_steps) and 1 <= self.smooth_steps <= 32):
+        if self.smooth_steps != "auto" and not (is_int(self.smooth_steps) and 1 <= self.smooth_steps <= 32):
             msg = f"smooth_steps must be an integer in [1, 32] or 'auto', got {self.smooth_steps!r}."
             raise InputError(msg)
         if self.shrink not in ("nonzero", "all", "none"):
             msg = f"shrink must be 'nonzero', 'all' or 'none', got {self.shrink!r}."
             raise InputError(msg)
-        if not (_is_number(self.eps) and 0 < self.eps < 1):
+        if not (is_number(self.eps) and 0 < self.eps < 1):
             msg = f"eps must be a number in (0, 1), got {self.eps!r}."
             raise InputError(msg)
-        if not (_is_number(self.gene_prior) and self.gene_prior >= 0):
+        if not (is_number(self.gene_prior) and self.gene_prior >= 0):
             msg = f"gene_prior must be a number >= 0 (0 = no prior), got {self.gene_prior!r}."
             raise InputError(msg)
-        if not (_is_number(self.tol) and self.tol >= 0):
+        if not (is_number(self.tol) and self.tol >= 0):
             msg = f"tol must be a number >= 0, got {self.tol!r}."
             raise InputError(msg)
         for name in ("max_iter", "tune_iter", "max_spots_dispersion"):
@@ -763,7 +764,7 @@ class SpotfillModel(BaseImputer):
         ):
             msg = f"max_spots_tune must be an integer >= 10 or None, got {self.max_spots_tune!r}."
             raise InputError(msg)
-        if self.refine_iter is not None and not (_is_int(self.refine_iter) and self.refine_iter >= 1):
+        if self.refine_iter is not None and not (is_int(self.refine_iter) and self.refine_iter >= 1):
             msg = f"refine_iter must be a positive integer or None, got {self.refine_iter!r}."
             raise InputError(msg)
 
@@ -1018,14 +1019,6 @@ def _saturated(X: sp.csr_matrix) -> float:
     d = X.data.astype(np.float64)
     d = d[d > 0]
     return float(d @ np.log(d) - d.sum()) / (X.shape[0] * X.shape[1])
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def _row(rows: list[dict], k: int, a: tuple[float, int]) -> dict:

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 import torch
 
 from .._errors import InputError
+from .._validation import MAX_SEED, is_int, is_number
 from ..nn import EntryBatch, GeneAE, GeneBatch, MatrixFactorization
 from ..train import TrainConfig, cpu_threads, load_state, resolve_device, save_model, train
 from ._base import BaseImputer
@@ -133,28 +134,26 @@ class _StudyModel(BaseImputer):
     def _numeric_problems(self) -> list[str]:
         """Range checks of the numeric options; a value of the wrong type is reported, not raised from deep inside."""
         checks = {
-            "val_fraction": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
-            "n_latent": (int, lambda v: v >= 1, ">= 1"),
-            "alpha": (float, lambda v: v >= 0, ">= 0"),
-            "beta": (float, lambda v: v >= 0, ">= 0"),
-            "smooth": (float, lambda v: v >= 0, ">= 0"),
-            "max_epochs": (int, lambda v: True, "an integer"),
-            "lr": (float, lambda v: True, "a number"),
-            "weight_decay": (float, lambda v: True, "a number"),
-            "batch_size": (int, lambda v: True, "an integer"),
-            "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+            "val_fraction": (is_number, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            "n_latent": (is_int, lambda v: v >= 1, "an integer >= 1"),
+            "alpha": (is_number, lambda v: v >= 0, "a finite number >= 0"),
+            "beta": (is_number, lambda v: v >= 0, "a finite number >= 0"),
+            "smooth": (is_number, lambda v: v >= 0, "a finite number >= 0"),
+            "max_epochs": (is_int, lambda v: v >= 1, "an integer >= 1"),
+            "lr": (is_number, lambda v: v > 0, "a finite number > 0"),
+            "weight_decay": (is_number, lambda v: v >= 0, "a finite number >= 0"),
+            "batch_size": (is_int, lambda v: v >= 1, "an integer >= 1"),
+            "seed": (is_int, lambda v: 0 <= v <= MAX_SEED, "an integer >= 0 and < 2**32"),
         }
         if self.patience is not None:
-            checks["patience"] = (int, lambda v: True, "an integer or None")
-        problems = []
-        for name, (kind, ok, what) in checks.items():
-            value = getattr(self, name)
-            try:
-                good = not isinstance(value, bool | str) and ok(kind(value))
-            except (TypeError, ValueError, OverflowError):
-                good = False
-            if not good:
-                problems.append(f"{name} must be {what} (got {value!r})")
+            checks["patience"] = (is_int, lambda v: v >= 0, "an integer >= 0 or None")
+        problems = [
+            f"{name} must be {what} (got {getattr(self, name)!r})"
+            for name, (kind, ok, what) in checks.items()
+            if not (kind(getattr(self, name)) and ok(getattr(self, name)))
+        ]
+        if not isinstance(self.progress, bool | np.bool_):
+            problems.append(f"progress must be True or False (got {self.progress!r})")
         return problems
 
     def _prepare(
@@ -435,12 +434,11 @@ class NeuralMF(_StudyModel):
 
     def _check_options(self) -> None:
         super()._check_options()
-        try:
-            ratio_ok = float(self.zero_ratio) > 0 or self.loss != "rmse_all"
-        except (TypeError, ValueError):
-            ratio_ok = False
-        if not ratio_ok:
-            msg = f"zero_ratio must be a number > 0 for loss='rmse_all' (got {self.zero_ratio!r})."
+        if not (is_number(self.zero_ratio) and self.zero_ratio > 0):
+            msg = f"zero_ratio must be a finite number > 0 (used with loss='rmse_all'; got {self.zero_ratio!r})."
+            raise InputError(msg)
+        if not isinstance(self.bias, bool | np.bool_):
+            msg = f"bias must be True or False (got {self.bias!r})."
             raise InputError(msg)
 
     def _build_module(
@@ -641,8 +639,8 @@ class GeneAutoencoder(_StudyModel):
     def _check_options(self) -> None:
         super()._check_options()
         try:
-            hidden_ok = all(int(h) >= 1 and not isinstance(h, bool | str) for h in self.hidden)
-        except (TypeError, ValueError):
+            hidden_ok = all(is_int(h) and h >= 1 for h in self.hidden)
+        except TypeError:
             hidden_ok = False
         if isinstance(self.hidden, str) or not hidden_ok:
             msg = f"hidden must be a sequence of layer sizes >= 1, e.g. (500, 250) (got {self.hidden!r})."

@@ -243,9 +243,12 @@ def train(
                 raise SpotfillError(msg)
             train_loss, parts = acc.result()
             if not math.isfinite(train_loss):
+                terms = ", ".join(f"{k} {v:.3g}" for k, v in parts.items())
                 msg = (
-                    f"training of {type(module).__name__} diverged at epoch {epoch} (loss {train_loss}): "
-                    f"lower the learning rate (lr={config.lr}), or use a log1p transform of the counts."
+                    f"training of {type(module).__name__} diverged at epoch {epoch} (loss {train_loss}"
+                    + (f"; terms: {terms}" if terms else "")
+                    + f"): lower the learning rate (lr={config.lr}) or the weight of a penalty term (e.g. smooth, "
+                    "or large graph edge weights), or put the inputs on a smaller scale (a log1p transform of counts)."
                 )
                 raise SpotfillError(msg)
             history.train_loss.append(train_loss)
