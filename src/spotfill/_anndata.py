@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from ._version import __version__
 
-__all__ = ["h5ad_safe", "store_result"]
+__all__ = ["h5ad_safe", "result_slot", "store_result"]
 
 
 def h5ad_safe(value: Any) -> Any:
@@ -34,6 +34,18 @@ def h5ad_safe(value: Any) -> Any:
             return np.asarray(items)
         return [str(v) for v in items]
     return repr(value)
+
+
+def result_slot(adata: AnnData, key: str) -> str | None:
+    """Where the spotfill result described by ``adata.uns[key]`` lives (``"layers"`` or ``"obsm"``).
+
+    ``None`` when ``uns[key]`` is not a spotfill result (one written by :func:`store_result` has
+    ``method`` and ``version``).
+    """
+    info = adata.uns.get(key)
+    if not (isinstance(info, Mapping) and "method" in info and "version" in info):
+        return None
+    return "obsm" if info.get("stored_in") == "obsm" else "layers"
 
 
 def store_result(
@@ -58,12 +70,9 @@ def store_result(
         msg = f"result has shape {values.shape}, expected {expected}"
         raise ValueError(msg)
     # an earlier spotfill result under this key is replaced whole: its entry in the other slot goes too
-    earlier = adata.uns.get(key_added)
-    if isinstance(earlier, Mapping) and "method" in earlier and "version" in earlier:
-        old_slot = "obsm" if earlier.get("stored_in") == "obsm" else "layers"
-        new_slot = "layers" if genes is None else "obsm"
-        if old_slot != new_slot and key_added in getattr(adata, old_slot):
-            del getattr(adata, old_slot)[key_added]
+    old_slot, new_slot = result_slot(adata, key_added), ("layers" if genes is None else "obsm")
+    if old_slot not in (None, new_slot) and key_added in getattr(adata, old_slot):
+        del getattr(adata, old_slot)[key_added]
     if genes is None:
         adata.layers[key_added] = values
     else:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._anndata import store_result
+from .._anndata import result_slot, store_result
 from .._errors import InputError
 from .._logging import logger
 from .._validation import check_seed, get_coords, get_counts
@@ -169,19 +169,6 @@ def impute(
     return adata if copy else None
 
 
-def _is_spotfill_result(adata: AnnData, key: str) -> bool:
-    """Whether ``adata.uns[key]`` describes an earlier spotfill result (which may be replaced)."""
-    info = adata.uns.get(key)
-    return isinstance(info, Mapping) and "method" in info and "version" in info
-
-
-def _result_slot(adata: AnnData, key: str) -> str | None:
-    """Where the earlier spotfill result under ``key`` lives (``"layers"`` or ``"obsm"``), else ``None``."""
-    if not _is_spotfill_result(adata, key):
-        return None
-    return "obsm" if adata.uns[key].get("stored_in") == "obsm" else "layers"
-
-
 # names scanpy and squidpy give their own meaning in uns/obsm (images and scale factors, coordinates)
 _RESERVED_KEYS = frozenset({"spatial"})
 
@@ -205,7 +192,7 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
             "in uns['spatial']; choose another key_added."
         )
         raise InputError(msg)
-    old = _result_slot(adata, key)
+    old = result_slot(adata, key)
     taken = [
         f"{where}[{key!r}]"
         for where in (slot, *(w for w in ("layers", "obsm") if w != slot), "uns")
