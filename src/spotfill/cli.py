@@ -181,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("benchmark", help="score methods with the BENCHMARK.md protocols")
-    p.add_argument("data", nargs="+", help=".h5ad files (or 'synthetic:N_SPOTSxN_GENES')")
+    p.add_argument(
+        "data",
+        nargs="+",
+        help=".h5ad files or other formats spotfill.read takes without options (count tables needing --coords: "
+        "convert them once with spotfill.read(table, coords=...).write_h5ad(...)), or 'synthetic:N_SPOTSxN_GENES'",
+    )
     p.add_argument("--protocol", default="p1", help="comma-separated: p1,p2,p3,p4,p5")
     p.add_argument(
         "--methods",
