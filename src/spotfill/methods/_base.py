@@ -34,8 +34,9 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
     X
         Canonical CSR counts.
     mask
-        ``None``, a boolean dense array, or a sparse matrix of the same shape whose stored non-zero
-        entries are the masked positions.
+        ``None``, or a dense array or sparse matrix of the same shape holding booleans or 0/1
+        values (``True``/1 = masked; for a sparse matrix, its stored non-zero entries). Other
+        values (NaN, 0.3, strings) are refused.
     """
     if mask is None:
         return X
@@ -126,7 +127,7 @@ class BaseImputer:
         coords
             Spot coordinates ``(n_spots, 2)``. Required by coordinate-based methods.
         mask
-            Entries the method may not use (boolean, same shape as ``X``).
+            Entries the method may not use (booleans or 0/1, same shape as ``X``).
 
         Returns
         -------

@@ -82,7 +82,7 @@ def impute(
     spatial_key
         Key in ``adata.obsm`` of the coordinates.
     mask
-        Entries the method may not see (boolean, spots x genes), e.g. held-out entries.
+        Entries the method may not see (booleans or 0/1, spots x genes), e.g. held-out entries.
     genes
         Names of the genes to return (default: every gene). The method still fits on every gene, but
         only these are predicted, and the result goes to ``adata.obsm[key_added]`` (a DataFrame,
