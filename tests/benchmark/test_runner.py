@@ -281,6 +281,8 @@ def test_output_file_is_checked_before_running(tmp_path):
         run_benchmark([str(data)], methods=["raw"], out=tmp_path / "r.h5ad", progress=False)
     with pytest.raises(InputError, match="seeds must be integers >= 0"):
         run_benchmark([str(data)], methods=["raw"], seeds=[-1], progress=False)
+    with pytest.raises(InputError, match=r"seeds must be integers >= 0 and < 2\*\*32.*got 4294967296"):
+        run_benchmark([str(data)], methods=["raw"], seeds=[0, 2**32], progress=False)
     assert data.read_bytes() == before
     # a missing folder is created, as before
     df = run_benchmark([str(data)], methods=["raw"], out=tmp_path / "new" / "r.csv", isolate=False, progress=False)
