@@ -208,3 +208,34 @@ def test_nested_lists_and_bad_masks(data):
             spotfill.impute(adata.copy(), "spotfill", mask=bad)
     with pytest.raises(spotfill.InputError, match="mask must hold booleans"):
         make_method("mean").fit(X, mask=sp.csr_matrix(np.full(X.shape, 2.0)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pipelines_fitted_state_and_refit(data, name):
+    """Pipelines (fit(X, y)), check_is_fitted / NotFittedError, and a refit replacing all fitted state."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import make_pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    adata = data[0]
+    kw = {"coords": adata.obsm["spatial"]}
+    est = make_method(name, **fast(name))
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        est.transform()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    direct = dense(make_method(name, **fast(name)).fit_transform(adata.X, **kw))
+    assert est.fit(adata.X, None, **kw) is est
+    check_is_fitted(est)
+    np.testing.assert_array_equal(dense(est.transform()), direct)
+    if not (get_method(name).cls.uses_coords or get_method(name).cls.uses_graph):
+        piped = make_pipeline(make_method(name, **fast(name))).fit_transform(adata.X)
+        np.testing.assert_array_equal(dense(piped), direct)
+    # a refit on other data keeps no attribute of the first fit that a fresh fit would not have
+    est.stale_ = "from an earlier fit"
+    small = adata[:40, :7]
+    est.fit(small.X, coords=small.obsm["spatial"])
+    fresh = make_method(name, **fast(name)).fit(small.X, coords=small.obsm["spatial"])
+    fitted = {k for k in vars(est) if k.endswith("_")}
+    assert fitted == {k for k in vars(fresh) if k.endswith("_")}
+    assert dense(est.transform()).shape == (40, 7)

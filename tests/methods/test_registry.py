@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sklearn.exceptions import NotFittedError
 
 import spotfill
 from spotfill._errors import InputError, SpotfillError, UnknownMethodError
@@ -87,5 +88,5 @@ def test_params_api():
         est.set_params(k=5)
     assert GeneMean().get_params() == {}
     assert repr(GeneMean()) == "GeneMean()"
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SpatialKNN().transform()

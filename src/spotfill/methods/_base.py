@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from .._errors import InputError
 from .._validation import as_csr, check_coords, check_counts, check_seed
@@ -68,8 +70,11 @@ def _fingerprint(X: sp.csr_matrix) -> tuple[int, float, int]:
     return X.nnz, float(X.data.sum(dtype=np.float64)), int(X.indices.sum(dtype=np.int64))
 
 
-class BaseImputer:
+class BaseImputer(BaseEstimator):
     """Base class of spotfill's imputation estimators.
+
+    A scikit-learn estimator (``clone``, pipelines, ``check_is_fitted`` and ``NotFittedError``
+    work), with spotfill's own parameter checks: an unknown parameter is an :class:`InputError`.
 
     Subclasses implement :meth:`_fit` (learn from the masked counts) and :meth:`_predict` (return
     the imputed matrix on the count scale). Class attributes describe the method for the registry
@@ -112,7 +117,7 @@ class BaseImputer:
         return f"{type(self).__name__}({args})"
 
     # --- public API ----------------------------------------------------------------------------
-    def fit(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None) -> BaseImputer:
+    def fit(self, X, y=None, *, graph: sp.spmatrix | None = None, coords=None, mask=None) -> BaseImputer:  # noqa: ARG002
         """Learn from counts ``X`` (spots x genes), never looking at entries marked in ``mask``.
 
         Parameters
@@ -121,6 +126,8 @@ class BaseImputer:
             Raw counts, dense or sparse, spots x genes. Canonical float32 CSR input (sorted indices,
             no stored zeros) is not copied: the estimator keeps a read-only view of it, so change it
             in place only after the last ``transform()`` (which raises if it was changed).
+        y
+            Ignored; accepted so that the estimators work in scikit-learn pipelines.
         graph
             Spatial neighbour graph (spots x spots, sparse), e.g.
             ``adata.obsp['spatial_connectivities']``. Required by graph-based methods.
@@ -163,6 +170,9 @@ class BaseImputer:
             from ..graph import knn_graph
 
             graph = knn_graph(coords, n_neighs=6)
+        # a refit replaces all fitted state (e.g. var_names_ of a loaded model), as in scikit-learn
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
         self.n_obs_, self.n_vars_ = Xc.shape
         self.n_features_in_ = self.n_vars_
         if mask is not None and not sp.issparse(mask):
@@ -211,8 +221,8 @@ class BaseImputer:
             return self._predict(Xc)
         return self._predict_genes(Xc, gene_indices(genes, self.n_vars_))
 
-    def fit_transform(self, X, *, graph: sp.spmatrix | None = None, coords=None, mask=None):
-        """Fit, then return the imputed matrix (see :meth:`fit` and :meth:`transform`)."""
+    def fit_transform(self, X, y=None, *, graph: sp.spmatrix | None = None, coords=None, mask=None):  # noqa: ARG002
+        """Fit, then return the imputed matrix (see :meth:`fit` and :meth:`transform`; ``y`` is ignored)."""
         return self.fit(X, graph=graph, coords=coords, mask=mask).transform()
 
     # --- for subclasses ------------------------------------------------------------------------
@@ -231,10 +241,13 @@ class BaseImputer:
         """Values the fit chose for parameters given as ``"auto"`` (recorded by :func:`spotfill.impute`)."""
         return {}
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "n_obs_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_obs_"):
+        if not self.__sklearn_is_fitted__():
             msg = f"this {type(self).__name__} is not fitted yet: call fit(X) first."
-            raise RuntimeError(msg)
+            raise NotFittedError(msg)
 
 
 def gene_indices(genes, n_vars: int) -> np.ndarray:

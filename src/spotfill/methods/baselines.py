@@ -114,6 +114,20 @@ def _check_n_neighs(n_neighs: int, n_obs: int) -> int:
     return int(n_neighs)
 
 
+def _snap(E: np.ndarray, bits: int = 30) -> np.ndarray:
+    """Round ``E`` to a power-of-two grid about ``max|E| / 2**bits``, so that last-bit noise cannot reorder neighbours.
+
+    ARPACK's result differs between calls by ~1e-13 (threaded BLAS), and spots with identical
+    profiles are exactly tied in distance: without rounding, that noise decides which of the tied
+    spots are neighbours, and the same seed gives different results.
+    """
+    scale = float(np.max(np.abs(E))) if E.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return E
+    step = 2.0 ** (np.floor(np.log2(scale)) - bits)  # a power of two: the grid itself does not jitter
+    return np.round(E / step) * step
+
+
 def _spot_spacing(coords: np.ndarray) -> float:
     """Median distance from each spot to its nearest other spot (zero distances ignored)."""
     if coords.shape[0] < 2:
@@ -385,7 +399,7 @@ class ExpressionKNN(_Smoother):
 
         self.n_comps_ = min(int(self.n_comps), max_comps)
         pca = PCA(n_components=self.n_comps_, svd_solver="arpack", random_state=self.seed)
-        return pca.fit_transform(L)
+        return _snap(pca.fit_transform(L))
 
     def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
         from sklearn.neighbors import NearestNeighbors
