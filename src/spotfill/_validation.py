@@ -160,9 +160,14 @@ def is_number(x: object) -> bool:
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
+def is_seed(x: object) -> bool:
+    """Whether ``x`` is an integer in ``[0, 2**32 - 1]`` (bools are not), a seed every library accepts."""
+    return is_int(x) and 0 <= x <= MAX_SEED
+
+
 def check_seed(seed: object) -> None:
-    """Raise unless ``seed`` is an integer in ``[0, 2**32 - 1]`` (bools refused), a seed every library accepts."""
-    if not is_int(seed) or not 0 <= seed <= MAX_SEED:
+    """Raise unless ``seed`` is a valid seed (:func:`is_seed`)."""
+    if not is_seed(seed):
         msg = f"seed must be an integer >= 0 and < 2**32 (scikit-learn's limit), got {seed!r}."
         raise InputError(msg)
 

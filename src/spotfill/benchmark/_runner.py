@@ -33,7 +33,7 @@ from .._errors import InputError, UnknownMethodError
 from .._files import atomic_path, check_output_file
 from .._logging import progress as _progress
 from .._params import parse_method_spec
-from .._validation import MAX_SEED, check_counts, get_coords, is_int
+from .._validation import check_counts, get_coords, is_seed
 from ._external import check_prediction, resolve_method
 from ._protocols import PROTOCOLS, CallResult, Dataset
 
@@ -373,7 +373,7 @@ def run_benchmark(
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
     seeds = list(seeds)
-    bad = [s for s in seeds if not (is_int(s) and 0 <= s <= MAX_SEED)]
+    bad = [s for s in seeds if not is_seed(s)]
     if bad or not seeds:
         msg = f"seeds must be integers >= 0 and < 2**32, e.g. seeds=[0, 1, 2]; got {bad[0] if bad else 'none'!r}."
         raise InputError(msg)

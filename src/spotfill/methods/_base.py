@@ -40,8 +40,25 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
         values (``True``/1 = masked; for a sparse matrix, its stored non-zero entries). Other
         values (NaN, 0.3, strings) are refused.
     """
-    if mask is None:
+    M = as_mask(mask, X.shape)
+    if M is None:
         return X
+    hit = X.multiply(M)  # the counts at masked positions
+    if hit.nnz == 0:
+        return X
+    out = (X - hit).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out.astype(np.float32)
+
+
+def as_mask(mask, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """Validate ``mask`` (see :func:`apply_mask`) and return it as a boolean CSR matrix (``None`` stays ``None``).
+
+    A boolean CSR matrix of the right shape is returned as it is (no copy).
+    """
+    if mask is None:
+        return None
     if not sp.issparse(mask):
         mask = np.asarray(mask)
     values = mask.data if sp.issparse(mask) else mask
@@ -51,18 +68,12 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
             f"with other values; build it with e.g. mask = held_out_positions.astype(bool)."
         )
         raise InputError(msg)
-    if mask.shape != X.shape:
-        msg = f"mask has shape {mask.shape} but the data have shape {X.shape}."
+    if mask.shape != shape:
+        msg = f"mask has shape {mask.shape} but the data have shape {shape}."
         raise InputError(msg)
-    M = as_csr(mask, dtype=np.float32) if sp.issparse(mask) else sp.csr_matrix(mask.astype(bool))
-    M = M.astype(bool)
-    keep = X.multiply(M) if M.nnz else None
-    if keep is None or keep.nnz == 0:
-        return X
-    out = (X - X.multiply(M)).tocsr()
-    out.eliminate_zeros()
-    out.sort_indices()
-    return out.astype(np.float32)
+    if sp.issparse(mask):
+        return mask if (mask.format == "csr" and mask.dtype == bool) else as_csr(mask, dtype=np.float32).astype(bool)
+    return sp.csr_matrix(mask.astype(bool))
 
 
 def _fingerprint(X: sp.csr_matrix) -> tuple[int, float, int]:
@@ -142,6 +153,7 @@ class BaseImputer(BaseEstimator):
         """
         check_seed(self.get_params().get("seed", 0))
         Xc = check_counts(X, require_integer=False)
+        mask = as_mask(mask, Xc.shape)
         Xc = apply_mask(Xc, mask)
         n_obs = Xc.shape[0]
         if graph is not None:
@@ -175,8 +187,6 @@ class BaseImputer(BaseEstimator):
             delattr(self, name)
         self.n_obs_, self.n_vars_ = Xc.shape
         self.n_features_in_ = self.n_vars_
-        if mask is not None and not sp.issparse(mask):
-            mask = sp.csr_matrix(np.asarray(mask, dtype=bool))
         self.mask_ = mask
         self._fit(Xc, graph=graph, coords=coords)
         self._X_fit = Xc

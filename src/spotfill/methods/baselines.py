@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._errors import InputError
-from .._validation import is_number
+from .._validation import is_int, is_number
 from ..graph import row_normalize
 from ._base import BaseImputer
 from ._registry import register
@@ -388,7 +388,7 @@ class ExpressionKNN(_Smoother):
         scale = np.divide(float(self.target_sum), lib, out=np.zeros_like(lib), where=lib > 0)
         L = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float64)
         L.data = np.log1p(L.data)
-        if self.n_comps is not None and not (isinstance(self.n_comps, int | np.integer) and self.n_comps >= 1):
+        if self.n_comps is not None and not (is_int(self.n_comps) and self.n_comps >= 1):
             msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."
             raise InputError(msg)
         max_comps = min(L.shape) - 1

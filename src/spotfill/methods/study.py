@@ -45,7 +45,7 @@ import scipy.sparse as sp
 import torch
 
 from .._errors import InputError
-from .._validation import MAX_SEED, is_int, is_number
+from .._validation import is_int, is_number
 from ..nn import EntryBatch, GeneAE, GeneBatch, MatrixFactorization
 from ..train import TrainConfig, cpu_threads, load_state, resolve_device, save_model, train
 from ._base import BaseImputer
@@ -143,8 +143,7 @@ class _StudyModel(BaseImputer):
             "lr": (is_number, lambda v: v > 0, "a finite number > 0"),
             "weight_decay": (is_number, lambda v: v >= 0, "a finite number >= 0"),
             "batch_size": (is_int, lambda v: v >= 1, "an integer >= 1"),
-            "seed": (is_int, lambda v: 0 <= v <= MAX_SEED, "an integer >= 0 and < 2**32"),
-        }
+        }  # seed: checked by BaseImputer.fit (check_seed) before any of this
         if self.patience is not None:
             checks["patience"] = (is_int, lambda v: v >= 0, "an integer >= 0 or None")
         problems = [
