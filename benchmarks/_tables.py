@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from spotfill._files import atomic_path, write_csv
 
-from spotfill._files import atomic_path
-
-
-def write_csv(df: pd.DataFrame, csv: str | Path) -> None:
-    """Write ``df`` to ``csv`` (temporary file + rename), so an interrupted run never leaves half a table."""
-    csv = Path(csv)
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(csv) as tmp:
-        df.to_csv(tmp, index=False)
+__all__ = ["write_csv", "write_markdown"]  # write_csv: temporary file + rename, never half a table
 
 
 def write_markdown(md: str | Path, text: str, *, csv: str | Path) -> None:

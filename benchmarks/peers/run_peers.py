@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spotfill._files import atomic_path
+from spotfill._files import write_csv
 from spotfill.benchmark import run_benchmark
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "h5ad"
@@ -44,8 +44,7 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], out: Path, pr
                 )
                 df["host"] = platform.node()
                 df["date"] = time.strftime("%Y-%m-%d")
-                with atomic_path(csv) as tmp:  # a killed run leaves no half CSV that --resume would skip
-                    df.to_csv(tmp, index=False)
+                write_csv(df, csv)  # atomic: a killed run leaves no half CSV that a later run would skip
                 logging.info("%s %s seed %d: %.0f s", ds, method, seed, time.perf_counter() - t0)
 
 

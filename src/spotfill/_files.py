@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ._errors import InputError
 
-__all__ = ["atomic_path", "check_file_target", "check_output_file"]
+__all__ = ["atomic_path", "check_file_target", "check_output_file", "write_csv"]
 
 
 def _file_mode(target: Path) -> int:
@@ -39,6 +39,14 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_csv(df, target: str | os.PathLike[str]) -> None:
+    """Write the DataFrame ``df`` to ``target`` without its index, atomically; the folder is created."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def check_file_target(target: Path, *, endings: str, make_folder: bool = False) -> None:

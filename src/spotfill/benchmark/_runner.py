@@ -11,6 +11,7 @@ after the call returns).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._errors import InputError, UnknownMethodError
-from .._files import atomic_path, check_output_file
+from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
 from .._params import parse_method_spec
 from .._validation import check_counts, get_coords, is_seed
@@ -124,6 +125,11 @@ _WARM_UP_DATA = ("synthetic:100x30", "synthetic:1500x300")
 _warmed: set[str] = set()
 
 
+@functools.cache
+def _warm_up_dataset(data: str) -> Dataset:
+    return load_dataset(data)  # built once per process, shared by every method's warm-up
+
+
 def _warm_up(name: str, fn) -> None:
     """Run spotfill's registered method ``name`` once, unmeasured, on the warm-up data.
 
@@ -139,7 +145,7 @@ def _warm_up(name: str, fn) -> None:
     except UnknownMethodError:
         return
     for data in _WARM_UP_DATA:
-        ds = load_dataset(data)
+        ds = _warm_up_dataset(data)
         try:
             fn(ds.X.copy(), coords=ds.coords, graph=ds.graph, seed=0)
         except Exception as err:  # noqa: BLE001 - the measured call reports any real failure
@@ -290,11 +296,6 @@ def make_caller(name: str, ds: Dataset, *, seed: int = 0, isolate: bool = True, 
 
 
 # --- the runner ---------------------------------------------------------------------------------
-def _write_atomic(df: pd.DataFrame, out: Path) -> None:
-    with atomic_path(out) as tmp:
-        df.to_csv(tmp, index=False)
-
-
 def run_benchmark(
     data: Sequence[str | Path | AnnData] | str | Path | AnnData,
     *,
@@ -410,10 +411,10 @@ def run_benchmark(
                 )
         last_of_dataset = n_job + 1 == len(jobs) or jobs[n_job + 1][0] != i
         if out_path is not None and last_of_dataset:
-            _write_atomic(pd.DataFrame(rows, columns=COLUMNS), out_path)
+            write_csv(pd.DataFrame(rows, columns=COLUMNS), out_path)
     df = pd.DataFrame(rows, columns=COLUMNS)
     if out_path is not None:
-        _write_atomic(df, out_path)
+        write_csv(df, out_path)
     return df
 
 

@@ -191,11 +191,8 @@ def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | N
     raise InputError(msg)
 
 
-def _refuse_shared_positions(r: np.ndarray, c: np.ndarray, sections: np.ndarray | None) -> None:
-    """Raise when two spots (of the same section) have the same array position."""
-    keys, _ = _encode(r, c, pad=0, sections=sections)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+def _refuse_shared_positions(sorted_keys: np.ndarray, order: np.ndarray, r: np.ndarray, c: np.ndarray) -> None:
+    """Raise when two spots (of the same section) have the same array position (equal sorted keys)."""
     dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
     if dup.size:
         i, j = order[dup[0]], order[dup[0] + 1]
@@ -226,13 +223,15 @@ def _lattice_graph(
             raise InputError(msg)
     if n == 0:
         return sp.csr_matrix((0, 0), dtype=np.float64)
-    _refuse_shared_positions(r, c, sections)  # before recognising the grid, which duplicates would confuse
-    kind = resolve_lattice(r, c, lattice, sections)
-    rings = ring_offsets(kind, n_rings)
-    pad = int(max(np.abs(o).max() for o in rings))
+    # the keys are padded for either lattice's rings, so that duplicates are found (from the same sort)
+    # before recognising the grid, which duplicated positions would confuse
+    pad = max(int(max(np.abs(o).max() for o in ring_offsets(kind, n_rings))) for kind in _ORDER1)
     keys, width = _encode(r, c, pad=pad, sections=sections)
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
+    _refuse_shared_positions(sorted_keys, order, r, c)
+    kind = resolve_lattice(r, c, lattice, sections)
+    rings = ring_offsets(kind, n_rings)
     # one column per kept offset: the neighbour found there (-1 when absent), in the spots' own order;
     # queries run over the sorted keys, so each searchsorted walks its table once (cache friendly)
     offsets = [(w, o) for w, ring in zip(weights, rings, strict=True) if w > 0 for o in ring]
