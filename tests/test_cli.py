@@ -225,3 +225,26 @@ def test_impute_genes_subset_to_h5ad_and_csv(h5ad, capsys):
     assert "not in adata.var_names" in one_line_error(capsys, code)
     code = main(["impute", str(h5ad), str(h5ad.parent / "y.csv"), "--genes", "g1", "--export-layer", "counts"])
     assert "exclude each other" in one_line_error(capsys, code)
+
+
+def test_benchmark_reads_a_count_table_with_coords(h5ad, tmp_path, capsys):
+    adata = ad.read_h5ad(h5ad)
+    table, coords = tmp_path / "counts.csv", tmp_path / "xy.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(table)
+    pd.DataFrame(adata.obsm["spatial"], index=adata.obs_names, columns=["x", "y"]).to_csv(coords)
+    args = ["--protocol", "p2", "--methods", "raw,spatial_knn", "--in-process"]
+    assert main(["benchmark", str(table), "--coords", str(coords), *args, "--out", str(tmp_path / "t.csv")]) == 0
+    assert main(["benchmark", str(h5ad), *args, "--out", str(tmp_path / "h.csv")]) == 0
+    from_table, from_h5ad = pd.read_csv(tmp_path / "t.csv"), pd.read_csv(tmp_path / "h.csv")
+    nll = from_table[from_table.metric == "nll"]
+    assert list(nll.method) == ["raw", "spatial_knn"]
+    assert (nll.status == "ok").all()
+    np.testing.assert_allclose(nll.value, from_h5ad[from_h5ad.metric == "nll"].value, rtol=1e-12)
+    assert set(from_table.dataset) == {"counts.csv"}
+    capsys.readouterr()
+    # the coordinates belong to one table, and they are an input the results may not replace
+    two = [str(table), str(h5ad), "--coords", str(coords)]
+    assert main(["benchmark", *two, *args, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "one count table" in capsys.readouterr().err
+    assert main(["benchmark", str(table), "--coords", str(coords), *args, "--out", str(coords)]) == 2
+    capsys.readouterr()

@@ -119,6 +119,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         frac=args.frac,
         timeout=args.timeout,
         overwrite=args.overwrite,
+        read_options=_read_options(args),
     )
     print(f"wrote {args.out}")
     return 0
@@ -184,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "data",
         nargs="+",
-        help=".h5ad files or other formats spotfill.read takes without options (count tables needing --coords: "
-        "convert them once with spotfill.read(table, coords=...).write_h5ad(...)), or 'synthetic:N_SPOTSxN_GENES'",
+        help=".h5ad files, other formats spotfill.read takes (a count table with --coords: one file), "
+        "or 'synthetic:N_SPOTSxN_GENES'",
     )
     p.add_argument("--protocol", default="p1", help="comma-separated: p1,p2,p3,p4,p5")
     p.add_argument(
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
     p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out")
     p.add_argument("--timeout", type=float, default=None, help="seconds per method call (recorded as failed)")
+    add_read_options(p)
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")

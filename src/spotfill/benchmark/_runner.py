@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -63,11 +63,14 @@ def _dataset_name(adata: AnnData, index: int) -> str:
     return f"data{index}"
 
 
-def load_dataset(data: str | Path | AnnData, *, index: int = 0) -> Dataset:
+def load_dataset(
+    data: str | Path | AnnData, *, index: int = 0, read_options: Mapping[str, Any] | None = None
+) -> Dataset:
     """Load one benchmark dataset.
 
-    ``data`` is a file :func:`spotfill.read` understands, an AnnData, or
-    ``"synthetic:N_SPOTSxN_GENES"`` (:func:`spotfill.datasets.synthetic` with seed 0).
+    ``data`` is a file :func:`spotfill.read` understands (``read_options``, e.g.
+    ``{"coords": "xy.csv"}``, are passed to it), an AnnData, or ``"synthetic:N_SPOTSxN_GENES"``
+    (:func:`spotfill.datasets.synthetic` with seed 0).
 
     The spatial graph is built by :func:`spotfill.spatial_neighbors` (array grid when
     ``obs['array_row'/'array_col']`` exist, else 6 nearest neighbours) on a copy that holds only
@@ -93,7 +96,7 @@ def load_dataset(data: str | Path | AnnData, *, index: int = 0) -> Dataset:
         else:
             from ..io import read
 
-            adata = read(text)
+            adata = read(text, **(read_options or {}))
             name = Path(text).name.removesuffix(".h5ad")
     X = check_counts(adata.X, require_integer=False, name=f"X of {name}")
     coords = get_coords(adata)
@@ -308,6 +311,7 @@ def run_benchmark(
     timeout: float | None = None,
     progress: bool = True,
     overwrite: bool = True,
+    read_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Score methods on datasets with the protocols of ``BENCHMARK.md``.
 
@@ -347,6 +351,10 @@ def run_benchmark(
     overwrite
         Replace an existing ``out`` (``False``: refuse it before any work; the command line's
         default, ``spotfill benchmark --overwrite`` to replace).
+    read_options
+        Options of :func:`spotfill.read` for the ``data`` files, e.g. ``{"coords": "xy.csv"}`` for a
+        count table whose coordinates are in another file (``coords`` needs a single file). Its
+        files count as inputs: ``out`` may not name them.
 
     Returns
     -------
@@ -379,11 +387,21 @@ def run_benchmark(
         msg = f"seeds must be integers >= 0 and < 2**32, e.g. seeds=[0, 1, 2]; got {bad[0] if bad else 'none'!r}."
         raise InputError(msg)
     seeds = [int(s) for s in seeds]
+    read_options = dict(read_options or {})
+    if read_options.get("coords") is not None and len(data) != 1:
+        msg = f"coords= (--coords) names the coordinates of one count table, but {len(data)} datasets were given."
+        raise InputError(msg)
+    extra = [read_options["coords"]] if read_options.get("coords") is not None else []
     out_path = (
         None
         if out is None
         else check_output_file(
-            out, suffixes=(".csv",), inputs=data, what="benchmark results", make_folder=True, overwrite=overwrite
+            out,
+            suffixes=(".csv",),
+            inputs=[*data, *extra],
+            what="benchmark results",
+            make_folder=True,
+            overwrite=overwrite,
         )
     )
 
@@ -392,7 +410,7 @@ def run_benchmark(
     ds: Dataset | None = None
     for n_job, (i, seed, name) in enumerate(_progress(jobs, enabled=progress, desc="benchmark", unit="run")):
         if ds is None or ds.cache.get("index") != i:
-            ds = load_dataset(data[i], index=i)
+            ds = load_dataset(data[i], index=i, read_options=read_options)
             ds.cache["index"] = i
             logger.info("dataset %s: %d spots x %d genes", ds.name, *ds.shape)
         call = make_caller(name, ds, seed=seed, isolate=isolate, timeout=timeout)
