@@ -250,3 +250,11 @@ def test_peer_options_in_brackets():
     with pytest.raises(InputError, match="has no option 'seed'"):
         resolve_method("smoother[seed=2]")
     assert callable(resolve_method("smoother[scale='log1p',max_epochs=20]"))
+
+
+def test_finish_refuses_non_finite_output_and_clips_negatives():
+    from spotfill.benchmark.peers import _finish
+
+    np.testing.assert_array_equal(_finish(np.array([[-1.0, 2.5]])), np.array([[0.0, 2.5]], dtype=np.float32))
+    with pytest.raises(InputError, match="1 NaN or infinite"):
+        _finish(np.array([[1.0, np.nan]]))

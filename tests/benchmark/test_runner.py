@@ -36,6 +36,19 @@ EXTERNAL = textwrap.dedent(
 
     def wrong_shape(X, coords):
         return np.zeros((1, 1))
+
+    def complex_values(X, coords):
+        return X.toarray() + 0j
+
+    def exits(X, coords):
+        raise SystemExit(3)
+
+    def hangs_with_a_child(X, coords):
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        with open(os.environ["CHILD_PID_FILE"], "w") as fh:
+            fh.write(str(child.pid))
+        time.sleep(60)
     '''
 )
 
@@ -305,21 +318,29 @@ def test_p1_that_holds_out_nothing_is_refused():
 
 
 def test_p3_and_p4_scores_by_hand(ext):
-    """P3: the fold means of the held-out blocks' scores; P4: domain_ari of the method's output."""
-    from spotfill.benchmark import domain_ari, libsize_mean_rates, log_scores, p3_folds
+    """P3: the scores of all folds' held-out predictions put together; P4: domain_ari of the method's output."""
+    from spotfill.benchmark import domain_ari, gene_pearson, libsize_mean_rates, load_dataset, log_scores, p3_folds
+    from spotfill.benchmark._masks import zero_rows
+    from spotfill.methods import make_method
 
     ad = _adata()
     X = sp.csr_matrix(ad.X).toarray().astype(np.float64)
     half = f"{ext}:half"
-    df = run_benchmark([ad], protocols=["p3", "p4"], methods=[half, "libsize_mean"], isolate=False, progress=False)
+    methods = [half, "libsize_mean", "spatial_knn"]
+    df = run_benchmark([ad], protocols=["p3", "p4"], methods=methods, isolate=False, progress=False)
     v = df.set_index(["protocol", "method", "metric"])["value"]
-    folds = p3_folds(X.shape[0], seed=0)
-    # `half` sees the held-out rows as zeros, so it predicts 0.5 there
-    per_fold = [log_scores(X[f], np.full_like(X[f], 0.5)) for f in folds]
-    assert v["p3", half, "rmse"] == pytest.approx(np.mean([s["rmse"] for s in per_fold]), rel=1e-12)
-    assert v["p3", half, "mae"] == pytest.approx(np.mean([s["mae"] for s in per_fold]), rel=1e-12)
-    expected = np.mean([np.sqrt(np.mean((np.log1p(X[f]) - np.log1p(0.5)) ** 2)) for f in folds])
-    assert v["p3", half, "rmse"] == pytest.approx(expected, rel=1e-12)
+    # `half` sees the held-out rows as zeros, so it predicts 0.5 there, at every spot once
+    assert v["p3", half, "rmse"] == pytest.approx(np.sqrt(np.mean((np.log1p(X) - np.log1p(0.5)) ** 2)), rel=1e-12)
+    assert v["p3", half, "mae"] == pytest.approx(np.mean(np.abs(np.log1p(X) - np.log1p(0.5))), rel=1e-12)
+    # spatial_knn, fold by fold, each fold's held-out rows into one matrix, scored once
+    ds, P = load_dataset(ad), np.zeros_like(X)
+    for fold in p3_folds(X.shape[0], seed=0):
+        est = make_method("spatial_knn", seed=0).fit(zero_rows(ds.X, fold), graph=ds.graph, coords=ds.coords)
+        P[fold] = sp.csr_matrix(est.transform())[fold].toarray()
+    pooled = log_scores(X, P)
+    for metric in ("rmse", "mae", "pearson", "spearman"):
+        assert v["p3", "spatial_knn", metric] == pytest.approx(pooled[metric], rel=1e-9)
+    assert v["p3", "spatial_knn", "gene_pearson"] == pytest.approx(np.nanmedian(gene_pearson(X, P)), rel=1e-9)
     labels = np.asarray(ad.obs["label"].astype(object))
     assert v["p4", "libsize_mean", "ari"] == pytest.approx(domain_ari(libsize_mean_rates(ad.X), labels, seed=0))
     assert v["p4", half, "ari"] == pytest.approx(domain_ari(X + 0.5, labels, seed=0))
@@ -376,3 +397,38 @@ def test_in_process_warm_up_runs_only_registered_methods_once(ext, monkeypatch):
     assert runner._warmed == set(methods)
     assert len(bench_ext.SEEN) == 2  # the spy saw only its two measured calls (seeds 0 and 1)
     assert all(X.shape == (36, 8) for X in bench_ext.SEEN)
+
+
+def test_exits_and_complex_output_are_failures_in_process(ext):
+    methods = [f"{ext}:exits", f"{ext}:complex_values", f"{ext}:half"]
+    df = run_benchmark([_adata()], protocols=["p2"], methods=methods, isolate=False, progress=False)
+    status = df[df.metric == "nll"].set_index("method")["status"] if "nll" in set(df.metric) else None
+    failed = df[df.status == "failed"].set_index("method")["error"]
+    assert "SystemExit" in failed[f"{ext}:exits"].iloc[0]
+    assert "complex" in failed[f"{ext}:complex_values"].iloc[0]
+    assert status is not None
+    assert status[f"{ext}:half"] == "ok"  # the run went on after both
+
+
+def test_a_timed_out_worker_takes_its_child_processes_with_it(ext, tmp_path, monkeypatch):
+    import os
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    monkeypatch.setenv("CHILD_PID_FILE", str(pid_file))
+    df = run_benchmark(
+        [_adata()], protocols=["p5"], methods=[f"{ext}:hangs_with_a_child"], isolate=True, progress=False, timeout=8
+    )
+    assert df["error"].str.contains("over time").any()
+    if not pid_file.exists():
+        pytest.skip("the worker did not start its child within the time limit on this (busy) machine")
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the killed child is reparented and reaped
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the worker's child process outlived the time limit")

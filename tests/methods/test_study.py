@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from spotfill import InputError
 from spotfill.methods import make_method
@@ -129,8 +130,12 @@ def test_save_load_roundtrip(lowrank, cls, tmp_path):
     est.save(tmp_path / "m", var_names=genes)
     loaded = cls.load(tmp_path / "m", var_names=genes)
     assert loaded.get_params() == est.get_params()
-    Xm = np.where(mask, 0, X)  # a loaded model does not know the mask: pass the masked data
+    Xm = np.where(mask, 0, X)
     np.testing.assert_array_equal(loaded.transform(Xm), P)
+    # the mask is saved with the model: the held-out values stay hidden from a loaded model too
+    assert (tmp_path / "m" / "mask.npz").is_file()
+    np.testing.assert_array_equal(loaded.transform(X), P)
+    np.testing.assert_array_equal(loaded.transform(X + 5 * mask), P)
     if cls is NeuralMF:
         np.testing.assert_array_equal(loaded.transform(), P)
     else:
@@ -145,6 +150,43 @@ def test_save_load_roundtrip(lowrank, cls, tmp_path):
         other.load(tmp_path / "m")
     with pytest.raises(InputError, match="fitted on"):
         loaded.transform(X[:, :-1])
+
+
+def test_saving_without_a_mask_drops_an_earlier_one(lowrank, tmp_path):
+    X, mask = lowrank
+    NeuralMF(**FAST).fit(X, mask=mask).save(tmp_path / "m")
+    NeuralMF(**FAST).fit(X).save(tmp_path / "m")
+    assert not (tmp_path / "m" / "mask.npz").exists()
+    assert NeuralMF.load(tmp_path / "m").mask_ is None
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_nmf_biases_train_with_either_optimizer(optimizer, tmp_path):
+    # rank-1 log1p data plus a strong per-spot offset: the spot biases must learn the offset
+    rng = np.random.default_rng(1)
+    offset = np.repeat([0.0, 1.5], 30)
+    X = rng.poisson(np.expm1(offset[:, None] + 0.5 * rng.random((1, N_GENES)))).astype(np.float32)
+    opts = {**FAST, "max_epochs": 30, "lr": 0.1 if optimizer == "sgd" else 0.03}
+    est = NeuralMF(bias=True, optimizer=optimizer, **opts).fit(X)
+    bias = est.module_.spot_bias.detach().numpy().ravel()
+    assert bias[30:].mean() - bias[:30].mean() > 0.1  # the deeper half's bias rose (from 0)
+    m = est.module_
+    expected = np.expm1((m.spot_emb @ m.gene_emb.T + m.spot_bias + m.gene_bias.T).detach().numpy()).clip(min=0)
+    np.testing.assert_allclose(est.transform(), expected, rtol=1e-5, atol=1e-6)
+    est.save(tmp_path / "m")
+    np.testing.assert_array_equal(NeuralMF.load(tmp_path / "m").transform(), est.transform())
+
+
+def test_nmf_loads_biases_saved_as_vectors():
+    from spotfill.nn import MatrixFactorization
+
+    m = MatrixFactorization(4, 3, 2, bias=True)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    state["spot_bias"] = torch.arange(4.0)  # the layout before the biases became one-column tables
+    state["gene_bias"] = torch.arange(3.0)
+    m.load_state_dict(state)
+    np.testing.assert_array_equal(m.spot_bias.detach().numpy().ravel(), np.arange(4.0))
+    np.testing.assert_array_equal(m.gene_bias.detach().numpy().ravel(), np.arange(3.0))
 
 
 def test_sigmoid_output_caps_predictions(lowrank):
@@ -171,6 +213,8 @@ def test_invalid_options_raise(lowrank):
         GeneAutoencoder(data_transform="sqrt", **FAST).fit(X)
     with pytest.raises(InputError, match="output"):
         GeneAutoencoder(output="relu", **FAST).fit(X)
+    with pytest.raises(InputError, match=r"patience must be an integer >= 1, or None"):
+        NeuralMF(**{**FAST, "patience": 0}).fit(X)
 
 
 def test_presets_reproduce_the_study_trials():
@@ -198,3 +242,40 @@ def test_spatial_preset_fits_with_a_graph(lowrank):
     P = est.fit_transform(X, graph=grid_graph(), mask=mask)
     assert np.isfinite(P).all()
     assert est.history_.components["neighbour_errors"][0] > 0
+
+
+def test_all_entries_loss_on_data_with_few_zeros_stays_small():
+    # rejection sampling of the zeros asked for n_total / n_zeros candidates per draw (400 MB here)
+    import tracemalloc
+
+    X = np.full((100, 40), 5, np.float32)
+    X[0, 0] = 0
+    NeuralMF(**FAST).fit(X)  # one-off allocations (lazy imports) are not what is measured
+    tracemalloc.start()
+    try:
+        P = NeuralMF(loss="rmse_all", data_transform="log1p", **FAST).fit_transform(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+    assert np.isfinite(P).all()
+
+
+def test_rings_refuse_a_stored_graph_of_two_rings():
+    import anndata as ad
+
+    import spotfill
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.divmod(np.arange(60), 10)
+    adata = ad.AnnData(rng.poisson(2.0, (60, 8)).astype(np.float32))
+    adata.obs["array_row"], adata.obs["array_col"] = rows, cols
+    adata.obsm["spatial"] = np.c_[cols, rows].astype(float)
+    spotfill.spatial_neighbors(adata, n_rings=2)
+    with pytest.raises(InputError, match="already has 2 rings"):
+        spotfill.impute(adata, "seed-ae-log-nonzero-spatial", max_epochs=1, progress=False)
+    # weighted as it is, or rebuilt with one ring, the same graph is accepted
+    spotfill.impute(adata, "seed-ae-log-nonzero-spatial", graph_weights="as_is", max_epochs=1, progress=False)
+    spotfill.spatial_neighbors(adata)
+    spotfill.impute(adata, "seed-ae-log-nonzero-spatial", max_epochs=1, progress=False)
+    assert adata.layers["imputed_seed-ae-log-nonzero-spatial"].shape == (60, 8)

@@ -159,7 +159,7 @@ def resolve_method(name: str) -> BenchMethod:
 
 
 def check_prediction(P, shape: tuple[int, int], name: str) -> np.ndarray | sp.csr_matrix:
-    """Validate a method's output: same shape as the data, finite; return a dense array or CSR."""
+    """Validate a method's output: same shape as the data, real and finite; return a dense array or CSR."""
     if sp.issparse(P):
         out = sp.csr_matrix(P)
         values = out.data
@@ -168,6 +168,9 @@ def check_prediction(P, shape: tuple[int, int], name: str) -> np.ndarray | sp.cs
         values = out
     if out.shape != tuple(shape):
         msg = f"method {name!r} returned shape {out.shape}, expected {tuple(shape)} (spots x genes)."
+        raise InputError(msg)
+    if values.dtype.kind not in "biuf":
+        msg = f"method {name!r} returned values of dtype {values.dtype}; expected real numbers (expected counts)."
         raise InputError(msg)
     if values.size and not np.all(np.isfinite(values)):
         msg = f"method {name!r} returned NaN or infinite values."

@@ -11,6 +11,7 @@ after the call returns).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -169,7 +170,7 @@ def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeou
     try:
         pred = check_prediction(fn(X.copy(), coords=ds.coords, graph=ds.graph, seed=seed), X.shape, name)
         error = None
-    except Exception as err:  # noqa: BLE001 - a failing method is a result, the run goes on
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - a failing method is a result, the run goes on
         logger.warning("method %s failed on %s: %s", name, ds.name, _describe(err))
         pred, error = None, _describe(err)
     seconds = time.perf_counter() - t0
@@ -240,6 +241,29 @@ def _child_main(inp: str, out: str) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta))
 
 
+def _run_worker(cmd: list[str], *, env: dict[str, str], timeout: float | None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a process group of its own; on a timeout (or an interrupt) kill the whole group.
+
+    A method may start processes of its own (a peer tool's interpreter, worker pools): killing only
+    the direct child would leave them running, and their load would be charged to later calls.
+    """
+    posix = os.name == "posix"
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=posix
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        if posix:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - no process groups
+            proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:
     with tempfile.TemporaryDirectory(prefix="spotfill_bench_") as tmp:
         tmp_dir = Path(tmp)
@@ -253,14 +277,7 @@ def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout:
         env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-c", _CHILD, str(inp), str(tmp_dir)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
+            proc = _run_worker([sys.executable, "-c", _CHILD, str(inp), str(tmp_dir)], env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             return CallResult(None, float(timeout or 0.0), float("nan"), float("nan"), f"over time (> {timeout:g} s)")
         wall = time.perf_counter() - t0

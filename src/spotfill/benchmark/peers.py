@@ -200,8 +200,12 @@ def _expand_rows(Y: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _finish(Y: np.ndarray) -> np.ndarray:
+    """Return the tool's output as float32 expected counts, clipped at 0; NaN or inf means the tool failed."""
     Y = np.asarray(Y, dtype=np.float32)
-    np.nan_to_num(Y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    bad = int(Y.size - np.count_nonzero(np.isfinite(Y)))
+    if bad:
+        msg = f"the tool returned {bad} NaN or infinite values (of {Y.size}): it diverged or failed on these data."
+        raise InputError(msg)
     np.maximum(Y, 0.0, out=Y)
     return Y
 

@@ -12,6 +12,7 @@ applies the mask once, in :meth:`BaseImputer.fit`, so subclasses only ever see t
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -246,6 +247,14 @@ class BaseImputer(BaseEstimator):
         """Predictions for the columns ``genes``; override when they can be computed without the rest."""
         Y = self._predict(X)
         return Y[:, genes].tocsr() if sp.issparse(Y) else np.asarray(Y)[:, genes]
+
+    def _check_graph_params(self, params: Mapping[str, Any]) -> None:
+        """Refuse a stored graph this method would misread (``params``: its ``uns[...]['params']``).
+
+        :func:`spotfill.impute` calls this with the parameters :func:`spotfill.spatial_neighbors`
+        recorded for the graph it passes to :meth:`fit`; a plain matrix carries none. No check by
+        default.
+        """
 
     def _selected_params(self) -> dict[str, Any]:
         """Values the fit chose for parameters given as ``"auto"`` (recorded by :func:`spotfill.impute`)."""

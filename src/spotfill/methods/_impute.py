@@ -144,6 +144,7 @@ def impute(
             logger.info("no adata.obsp[%r]: building a spatial graph with default settings", connectivity_key)
             spatial_neighbors(adata, spatial_key=spatial_key)
         graph = adata.obsp[connectivity_key]
+        est._check_graph_params(_graph_params(adata, connectivity_key))
     if est.uses_coords:
         coords = get_coords(adata, spatial_key)
     # after the graph is built (it writes uns['spatial_neighbors']), before the long fit
@@ -204,6 +205,15 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
             "choose another key_added (or delete that entry first)."
         )
         raise InputError(msg)
+
+
+def _graph_params(adata: AnnData, connectivity_key: str) -> dict[str, Any]:
+    """Return the ``params`` that ``spatial_neighbors`` (spotfill's or squidpy's) stored for the graph."""
+    for value in adata.uns.values():
+        if isinstance(value, dict) and value.get("connectivities_key") == connectivity_key:
+            params = value.get("params")
+            return dict(params) if isinstance(params, dict) else {}
+    return {}
 
 
 def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:

@@ -13,11 +13,15 @@ What is deliberately different from the study:
 - The study's spatial term is kept, as ``loss="neighbour_errors"``, but it weights the
   *neighbours' errors*: summed over spots it only reweights each spot's own error by its
   weighted degree and does not ask neighbouring predictions to agree. ``loss="laplacian"`` is the
-  smoothness prior it was meant to be: ``smooth * sum_edges W_ij (yhat_gi - yhat_gj)^2``.
+  smoothness prior it was meant to be: ``smooth * sum_g sum_edges W_ij (yhat_gi - yhat_gj)^2 /
+  (n_spots * n_genes)`` added to the RMSE (the per-entry mean, so ``smooth`` does not scale with
+  the data's size).
 - The autoencoder's output layer defaults to softplus; ``output="sigmoid"`` (the study's) caps
   every prediction at 1 on the log scale, i.e. at ``e - 1 = 1.72`` counts.
 - Ring orders come from the neighbour graph by hop distance (see ``graph_weights``), not from the
-  study's incorrect hexagonal offsets.
+  study's incorrect hexagonal offsets. The study's other two flaws are not options: a leak of
+  held-out values is what the ``mask`` contract rules out, and its stale cache that skipped the
+  ``log1p`` is ``data_transform="none"``.
 
 Both models work on the ``data_transform`` scale (not ``transform``: that is the estimator's
 method); predictions are mapped back to counts with ``expm1`` and clipped at 0. Early stopping
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -47,7 +51,7 @@ import torch
 from .._errors import InputError
 from .._validation import is_int, is_number
 from ..nn import EntryBatch, GeneAE, GeneBatch, MatrixFactorization
-from ..train import TrainConfig, cpu_threads, load_state, resolve_device, save_model, train
+from ..train import TrainConfig, cpu_threads, load_mask, load_state, resolve_device, save_model, train
 from ._base import BaseImputer
 from ._registry import register
 
@@ -145,7 +149,7 @@ class _StudyModel(BaseImputer):
             "batch_size": (is_int, lambda v: v >= 1, "an integer >= 1"),
         }  # seed: checked by BaseImputer.fit (check_seed) before any of this
         if self.patience is not None:
-            checks["patience"] = (is_int, lambda v: v >= 0, "an integer >= 0 or None")
+            checks["patience"] = (is_int, lambda v: v >= 1, "an integer >= 1, or None for no early stopping")
         problems = [
             f"{name} must be {what} (got {getattr(self, name)!r})"
             for name, (kind, ok, what) in checks.items()
@@ -173,6 +177,20 @@ class _StudyModel(BaseImputer):
             msg = f"{type(self).__name__} needs observed non-zero entries to train on, but the (masked) data have none."
             raise InputError(msg)
         return config, device, Xs, train_m, val_m, self._penalty_graph(graph)
+
+    def _check_graph_params(self, params: Mapping[str, Any]) -> None:
+        """Refuse a graph of several rings for ``graph_weights="rings"``, which adds the second ring itself."""
+        if self.loss != "neighbour_errors" or self.graph_weights != "rings":
+            return
+        n_rings = params.get("n_rings", 1)
+        if is_int(n_rings) and int(n_rings) > 1:
+            msg = (
+                f"graph_weights='rings' takes a graph of first-order neighbours and adds the second ring by hop "
+                f"distance, but the stored graph already has {int(n_rings)} rings (its neighbours two hops away "
+                "would be four rings out). Rebuild it with spotfill.spatial_neighbors(adata, n_rings=1), or keep it "
+                "and weight its rings yourself with graph_weights='as_is' (ring_weights=(alpha, beta))."
+            )
+            raise InputError(msg)
 
     def _config(self) -> TrainConfig:
         return TrainConfig(
@@ -234,8 +252,8 @@ class _StudyModel(BaseImputer):
         ----------
         X
             The counts the model was fitted on (``None`` reuses them). A model restored with
-            :meth:`load` has no data: :class:`GeneAutoencoder` then needs ``X`` (apply the same
-            mask yourself: a loaded model does not know it), :class:`NeuralMF` does not.
+            :meth:`load` has no data: :class:`GeneAutoencoder` then needs ``X``, :class:`NeuralMF`
+            does not. The fitted mask is saved with the model and applied to ``X`` again.
         genes
             Integer indices of the genes to return (default: all).
         """
@@ -246,7 +264,7 @@ class _StudyModel(BaseImputer):
         return super().transform(X, genes=genes)
 
     def save(self, folder: str | os.PathLike, *, var_names: Sequence[str] | None = None) -> Path:
-        """Write the fitted model to ``folder`` (``model.pt`` + ``params.json``).
+        """Write the fitted model to ``folder`` (``model.pt`` + ``params.json``, + ``mask.npz`` if fitted with one).
 
         Parameters
         ----------
@@ -265,7 +283,7 @@ class _StudyModel(BaseImputer):
             msg = f"var_names has {len(var_names)} names but the model has {self.n_vars_} genes."
             raise InputError(msg)
         extra = {"estimator": type(self).__name__, "n_obs": self.n_obs_, "n_vars": self.n_vars_}
-        return save_model(folder, self.module_, self.get_params(), var_names, extra=extra)
+        return save_model(folder, self.module_, self.get_params(), var_names, extra=extra, mask=self.mask_)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, var_names: Sequence[str] | None = None) -> _StudyModel:
@@ -310,7 +328,7 @@ class _StudyModel(BaseImputer):
         est = cls(**params)
         est.n_obs_, est.n_vars_ = int(extra["n_obs"]), int(extra["n_vars"])
         est.n_features_in_ = est.n_vars_
-        est.mask_ = None
+        est.mask_ = load_mask(folder, (est.n_obs_, est.n_vars_))  # hidden again at transform(X)
         est.var_names_ = saved
         module = est._build_module(est.n_obs_, est.n_vars_, graph=None, observed=None)
         module.load_state_dict(state)
@@ -483,7 +501,17 @@ class NeuralMF(_StudyModel):
         bs = int(self.batch_size)
         lap = self.loss == "laplacian"
 
+        # few zeros (dense data): list them (O(entries), as the data) instead of rejection sampling, whose
+        # candidate draws grow as n_total / n_zero_pos; either way uniform positions among the zeros
+        zero_keys = (
+            np.setdiff1d(np.arange(n_total, dtype=np.int64), all_keys, assume_unique=True)
+            if n_draw and 8 * n_zero_pos < n_total
+            else None
+        )
+
         def draw_zeros(rng: np.random.Generator) -> np.ndarray:
+            if zero_keys is not None:
+                return zero_keys[rng.integers(0, zero_keys.size, size=n_draw)]
             out: list[np.ndarray] = []
             need = n_draw
             while need > 0:

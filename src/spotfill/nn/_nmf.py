@@ -105,9 +105,9 @@ class MatrixFactorization(BaseModule):
         self.spot_emb = torch.nn.Parameter(torch.rand(self.n_obs, self.n_latent, generator=generator) * init_scale)
         self.gene_emb = torch.nn.Parameter(torch.rand(self.n_vars, self.n_latent, generator=generator) * init_scale)
         self.has_bias = bool(bias)
-        if self.has_bias:
-            self.spot_bias = torch.nn.Parameter(torch.zeros(self.n_obs))
-            self.gene_bias = torch.nn.Parameter(torch.zeros(self.n_vars))
+        if self.has_bias:  # one-column tables, so that sparse embedding gradients apply to them too
+            self.spot_bias = torch.nn.Parameter(torch.zeros(self.n_obs, 1))
+            self.gene_bias = torch.nn.Parameter(torch.zeros(self.n_vars, 1))
         self.graph = GraphTensors(graph) if graph is not None and penalty != "none" else None
         if penalty == "neighbour_errors" and observed is not None:
             obs = sp.csr_matrix(observed, dtype=np.float32)
@@ -119,21 +119,29 @@ class MatrixFactorization(BaseModule):
         else:
             self.obs_keys = self.obs_values = None
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        # models saved before the biases became one-column tables hold them as vectors
+        for name in ("spot_bias", "gene_bias"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].dim() == 1:
+                state_dict[key] = state_dict[key][:, None]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def predict(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Return predictions at entries ``(rows[k], cols[k])``."""
         sparse = self.sparse_grad and self.training
         u = F.embedding(rows, self.spot_emb, sparse=sparse)
         pred = (u * F.embedding(cols, self.gene_emb, sparse=sparse)).sum(-1)
         if self.has_bias:
-            pred = pred + F.embedding(rows, self.spot_bias[:, None], sparse=sparse)[:, 0]
-            pred = pred + F.embedding(cols, self.gene_bias[:, None], sparse=sparse)[:, 0]
+            pred = pred + F.embedding(rows, self.spot_bias, sparse=sparse)[:, 0]
+            pred = pred + F.embedding(cols, self.gene_bias, sparse=sparse)[:, 0]
         return pred
 
     def full(self, rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:
         """Return the spots x genes prediction matrix (for the spots in ``rows``)."""
         pred = self.spot_emb[rows] @ self.gene_emb.T
         if self.has_bias:
-            pred = pred + self.spot_bias[rows][:, None] + self.gene_bias[None, :]
+            pred = pred + self.spot_bias[rows] + self.gene_bias.T
         return pred
 
     def forward(self, batch: EntryBatch) -> torch.Tensor:

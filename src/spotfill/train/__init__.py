@@ -1,7 +1,16 @@
 """The one training loop (optimiser, early stopping, history), device handling, model files."""
 
 from ._device import cpu_threads, resolve_device
-from ._io import load_state, save_model
+from ._io import load_mask, load_state, save_model
 from ._loop import History, TrainConfig, train
 
-__all__ = ["History", "TrainConfig", "cpu_threads", "load_state", "resolve_device", "save_model", "train"]
+__all__ = [
+    "History",
+    "TrainConfig",
+    "cpu_threads",
+    "load_mask",
+    "load_state",
+    "resolve_device",
+    "save_model",
+    "train",
+]

@@ -1,4 +1,4 @@
-"""Saving and loading trained torch models: ``model.pt`` (state_dict) + ``params.json``."""
+"""Saving and loading trained torch models: ``model.pt`` (state_dict) + ``params.json`` (+ ``mask.npz``)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from .._errors import InputError
 from .._version import __version__
 
-__all__ = ["load_state", "save_model"]
+__all__ = ["load_mask", "load_state", "save_model"]
 
 MODEL_FILE = "model.pt"
 PARAMS_FILE = "params.json"
+MASK_FILE = "mask.npz"
 
 
 def _json_safe(value: Any) -> Any:
@@ -54,13 +56,15 @@ def save_model(
     params: Mapping[str, Any],
     var_names: Iterable[str] | None,
     extra: Mapping[str, Any] | None = None,
+    mask: sp.spmatrix | None = None,
 ) -> Path:
     """Write a trained module to ``folder`` (created if needed).
 
     Writes ``model.pt`` (the module's ``state_dict``, moved to the CPU) and ``params.json``
-    (``params``, ``var_names``, ``extra``, the module's class name and the spotfill version). Each
-    file is written to a temporary file in ``folder`` and renamed into place, so an interrupted save
-    never leaves a truncated file behind.
+    (``params``, ``var_names``, ``extra``, the module's class name and the spotfill version), and
+    ``mask.npz`` (the held-out entries, boolean CSR) when a mask is given; an earlier ``mask.npz`` in
+    ``folder`` is removed otherwise. Each file is written to a temporary file in ``folder`` and
+    renamed into place, so an interrupted save never leaves a truncated file behind.
 
     Parameters
     ----------
@@ -74,6 +78,8 @@ def save_model(
         Gene names, in the order of the model's genes (``None`` when unknown).
     extra
         Anything else the loader needs (e.g. data statistics used to build the module).
+    mask
+        The entries the model was not allowed to see, so that a loaded model hides them again.
 
     Returns
     -------
@@ -90,9 +96,34 @@ def save_model(
     }
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     _atomic_write(folder / MODEL_FILE, lambda fh: torch.save(state, fh))
+    if mask is None:
+        (folder / MASK_FILE).unlink(missing_ok=True)
+    else:
+        held = sp.csr_matrix(mask, dtype=bool)
+        _atomic_write(folder / MASK_FILE, lambda fh: sp.save_npz(fh, held))
     text = json.dumps(meta, indent=1).encode()
     _atomic_write(folder / PARAMS_FILE, lambda fh: fh.write(text))
     return folder
+
+
+def load_mask(folder: str | os.PathLike, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """Return the mask :func:`save_model` wrote to ``folder`` (boolean CSR), or ``None`` without one.
+
+    Parameters
+    ----------
+    folder
+        A folder written by :func:`save_model`.
+    shape
+        The model's ``(spots, genes)``: a mask of another shape is refused.
+    """
+    path = Path(folder) / MASK_FILE
+    if not path.is_file():
+        return None
+    mask = sp.load_npz(path).tocsr().astype(bool)
+    if mask.shape != tuple(shape):
+        msg = f"{path} holds a {mask.shape} mask but the model has shape {tuple(shape)}: save the model again."
+        raise InputError(msg)
+    return mask
 
 
 def load_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
