@@ -248,3 +248,34 @@ def test_benchmark_reads_a_count_table_with_coords(h5ad, tmp_path, capsys):
     assert "one count table" in capsys.readouterr().err
     assert main(["benchmark", str(table), "--coords", str(coords), *args, "--out", str(coords)]) == 2
     capsys.readouterr()
+
+
+def test_impute_refuses_to_replace_any_input_file(h5ad, tmp_path, capsys):
+    adata = ad.read_h5ad(h5ad)
+    table, coords = tmp_path / "counts.csv", tmp_path / "xy.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(table)
+    pd.DataFrame(adata.obsm["spatial"], index=adata.obs_names, columns=["x", "y"]).to_csv(coords)
+    before = digest(coords)
+    code = main(["impute", str(table), str(coords), "--coords", str(coords), "--method", "mean", "--overwrite"])
+    assert code == 2
+    assert "one of the files the data were read from" in one_line_error(capsys, 2)
+    assert digest(coords) == before
+
+
+def test_impute_refuses_an_unwritable_folder_or_an_oversized_table_before_imputing(h5ad, capsys, monkeypatch):
+    import os
+
+    import spotfill.io._write as write_module
+    import spotfill.methods
+
+    def no_imputation(*args, **kwargs):
+        raise AssertionError("imputed before the output was checked")
+
+    monkeypatch.setattr(spotfill.methods, "impute", no_imputation)
+    monkeypatch.setattr(write_module, "MAX_TABLE_ENTRIES", 30 * 6 - 1)  # the input has 30 x 6 entries
+    assert main(["impute", str(h5ad), str(h5ad.with_name("o.csv"))]) == 2
+    assert "too large for a text table" in one_line_error(capsys, 2)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != h5ad.parent and real_access(path, mode))
+    assert main(["impute", str(h5ad), str(h5ad.with_name("o.h5ad"))]) == 2
+    assert "no permission to create files in" in one_line_error(capsys, 2)

@@ -50,7 +50,7 @@ def write_csv(df, target: str | os.PathLike[str]) -> None:
 
 
 def check_file_target(target: Path, *, endings: str, make_folder: bool = False) -> None:
-    """Refuse a ``target`` that is a folder, or whose folder is missing (created with ``make_folder``).
+    """Refuse a ``target`` that is a folder, or whose folder is missing (created with ``make_folder``) or not writable.
 
     ``endings`` names the accepted file endings in the message, e.g. ``".h5ad, .csv or .tsv"``.
     """
@@ -61,6 +61,9 @@ def check_file_target(target: Path, *, endings: str, make_folder: bool = False) 
         target.parent.mkdir(parents=True, exist_ok=True)
     elif not target.parent.is_dir():
         msg = f"cannot write {target}: the folder {target.parent} does not exist; create it first."
+        raise InputError(msg)
+    if not os.access(target.parent, os.W_OK | os.X_OK):  # refused now, not after a long computation
+        msg = f"cannot write {target}: no permission to create files in {target.parent}; choose another folder."
         raise InputError(msg)
 
 

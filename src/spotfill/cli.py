@@ -76,7 +76,8 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         msg = "--export-layer and --genes exclude each other: --genes exports the imputed genes themselves."
         raise SpotfillError(msg)
     layer = (args.export_layer or key) if table and genes is None else args.export_layer
-    check_target(adata, args.output, overwrite=args.overwrite, layer=layer)  # fail before a long imputation
+    n_columns = None if genes is None else len(genes)
+    check_target(adata, args.output, overwrite=args.overwrite, layer=layer, n_columns=n_columns)  # before imputing
     if layer is not None and layer != key and layer not in adata.layers:
         msg = (
             f"--export-layer {layer!r} is neither a layer of {args.input} ({sorted(adata.layers) or 'none'}) nor the "
@@ -220,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (SpotfillError, FileNotFoundError, IsADirectoryError, FileExistsError, PermissionError) as err:
+    except (SpotfillError, OSError) as err:  # OSError: missing files, permissions, a full disk
         msg = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
         print(f"spotfill: error: {msg}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import scipy.io
 import scipy.sparse as sp
 
 import spotfill
+from spotfill import InputError
 from spotfill.io import read
 
 BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1", "AACC-1"]
@@ -156,3 +157,32 @@ def test_parquet_positions_need_an_engine(tmp_path):
             read(outs)
     else:
         check_visium(read(outs))
+
+
+def test_every_input_file_is_protected_from_overwriting(tmp_path):
+    from spotfill.io import write
+
+    outs = make_outs(tmp_path / "outs", matrix="h5", header=True)
+    positions = outs / "spatial" / "tissue_positions.csv"
+    before = positions.read_bytes()
+    for source in (outs, outs / "filtered_feature_bc_matrix.h5"):  # the folder, or its matrix file itself
+        adata = read(source)
+        assert adata.uns["spotfill_io"]["positions"] == str(positions.resolve())
+        for target in (positions.with_suffix(".csv"), outs / "spatial" / "other.csv"):
+            target.touch(exist_ok=True)
+            if target == positions or source == outs:  # a file read, or anything inside the input folder
+                with pytest.raises(InputError, match="one of the files the data were read from"):
+                    write(adata, target, overwrite=True)
+        assert positions.read_bytes() == before
+    write(read(outs), outs / "new.h5ad")  # a new file next to the input is fine
+
+
+def test_barcodes_missing_from_the_positions_are_reported(tmp_path, caplog):
+    outs = make_outs(tmp_path / "outs", matrix="h5", header=True)
+    positions = outs / "spatial" / "tissue_positions.csv"
+    lines = positions.read_text().splitlines()
+    positions.write_text("\n".join(x for x in lines if not x.startswith("AAAG-1")) + "\n")  # a matrix barcode lost
+    with caplog.at_level("WARNING", logger="spotfill"):
+        read(outs)
+    assert "not in" in caplog.text
+    assert "same Space Ranger run" in caplog.text

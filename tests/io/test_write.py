@@ -56,7 +56,7 @@ def test_input_file_is_protected(tmp_path, adata):
     adata.write_h5ad(src)
     data = read(src)
     data.layers["new"] = data.X.copy()
-    with pytest.raises(InputError, match="refusing to overwrite .*the data were read from it.*overwrite='input'"):
+    with pytest.raises(InputError, match="refusing to overwrite .*the files the data were read from.*'input'"):
         write(data, src, overwrite=True)
     assert "new" not in ad.read_h5ad(src).layers
     write(data, src, overwrite="input")

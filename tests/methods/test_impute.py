@@ -224,7 +224,19 @@ def test_missing_custom_connectivity_key_is_an_error():
     assert "imputed_spatial_knn" not in adata.layers
 
 
-@pytest.mark.parametrize(("method", "params"), [("spotfill", {"n_latent": 3, "smooth": 0.5}), ("spatial_knn", {})])
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("spotfill", {"n_latent": 3, "smooth": 0.5}),
+        ("spatial_knn", {}),
+        ("spatial_knn", {"keep_observed": True}),
+        ("interpolate", {}),
+        ("knn", {"n_comps": 3}),
+        ("mean", {}),
+        ("median", {}),
+        ("mode", {}),
+    ],
+)
 def test_genes_subset_goes_to_obsm_and_matches_the_full_result(adata, method, params):
     full = impute(adata, method, copy=True, **params)
     sub = impute(adata, method, genes=["g5", "g1", "g5"], key_added="some", copy=True, **params)
@@ -251,6 +263,28 @@ def test_genes_subset_round_trips_and_rejects_unknown_names(adata, tmp_path):
         impute(adata, "spotfill", genes=[])
     with pytest.raises(InputError, match="genes must be gene names .*got int 3"):
         impute(adata, "spotfill", genes=[3, 1])  # positions are not names, even where names are "0", "1", ...
+
+
+@pytest.mark.parametrize("method", ["mean", "spatial_knn", "knn", "interpolate"])
+def test_baselines_predict_only_the_named_genes(adata, method, monkeypatch):
+    """genes= never forms the spots x genes prediction (43 GB on Visium HD): only the named columns."""
+    est = make_method(method).fit(adata.X, coords=adata.obsm["spatial"])
+    widths = []
+    fill = spotfill.methods.baselines._fill_zeros
+    smooth = type(est)._predict
+
+    def fill_spy(X, values):
+        widths.append(X.shape[1])
+        return fill(X, values)
+
+    def predict_spy(self, X):
+        widths.append(X.shape[1])
+        return smooth(self, X)
+
+    monkeypatch.setattr(spotfill.methods.baselines, "_fill_zeros", fill_spy)
+    monkeypatch.setattr(type(est), "_predict", predict_spy)
+    est.transform(genes=np.array([3, 1]))
+    assert widths == [2]
 
 
 def test_transform_genes_validates_indices(adata):

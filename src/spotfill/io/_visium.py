@@ -152,6 +152,15 @@ def read_visium(files: SpaceRangerFiles, **options: object) -> AnnData:
             "Space Ranger run?"
         )
         raise InputError(msg)
+    unknown = int((~adata.obs_names.isin(positions.index)).sum())
+    if unknown:  # out-of-tissue barcodes (a raw matrix) are expected; barcodes the positions lack are not
+        logger.warning(
+            "%d of %d barcodes of %s are not in %s at all: are the two files from the same Space Ranger run?",
+            unknown,
+            adata.n_obs,
+            files.matrix,
+            files.positions,
+        )
     if not keep.all():
         logger.info("keeping the %d of %d barcodes that are in-tissue spots", keep.sum(), keep.size)
         adata = adata[keep].copy()
@@ -159,4 +168,6 @@ def read_visium(files: SpaceRangerFiles, **options: object) -> AnnData:
     adata.obs["array_row"] = rows["array_row"].to_numpy(dtype=np.int64)
     adata.obs["array_col"] = rows["array_col"].to_numpy(dtype=np.int64)
     adata.obsm["spatial"] = rows[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
+    # the files read, which spotfill.io.write protects
+    adata.uns["spotfill_io"] = {"matrix": str(files.matrix.resolve()), "positions": str(files.positions.resolve())}
     return adata

@@ -49,10 +49,11 @@ def write(
     Files are written atomically: to a temporary file in the target folder, then renamed over the
     target, so an interrupted write never leaves a truncated file (nor a temporary one).
 
-    Overwriting rule: an existing file is replaced only with ``overwrite=True``. The file the data
-    were read from (``adata.uns['spotfill_io']['path']``, set by :func:`spotfill.io.read`) is
-    protected even then, so results never replace the raw input by accident; replacing it needs the
-    explicit ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
+    Overwriting rule: an existing file is replaced only with ``overwrite=True``. The files the data
+    were read from (``adata.uns['spotfill_io']``, set by :func:`spotfill.io.read`: the input, its
+    coordinates or selection table, a Space Ranger folder's matrix, positions and anything else inside
+    it) are protected even then, so results never replace the raw input by accident; replacing one
+    needs the explicit ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
 
     Parameters
     ----------
@@ -95,11 +96,13 @@ def check_target(
     *,
     overwrite: bool | Literal["input"] = False,
     layer: str | None = None,
+    n_columns: int | None = None,
 ) -> Path:
     """Raise the error :func:`write` would raise for ``path`` before writing anything; return the target path.
 
     Lets a caller (the CLI) refuse a bad output before a long computation. The existence of ``layer``
-    is not checked (it may be the result still to be computed).
+    is not checked (it may be the result still to be computed). ``n_columns``: the number of columns
+    a text table will have, when it is not ``adata.n_vars`` (a table of a few imputed genes).
     """
     target = Path(path).expanduser()
     kind = _kind(target)
@@ -113,8 +116,29 @@ def check_target(
             "(drop layer= / --export-layer)."
         )
         raise InputError(msg)
+    if kind != "h5ad":
+        _check_table_size(adata.n_obs, adata.n_vars if n_columns is None else int(n_columns))
     _check_existing(adata, target, overwrite)
     return target
+
+
+def _check_table_size(n_obs: int, n_columns: int) -> None:
+    n_entries = n_obs * n_columns
+    if n_entries > MAX_TABLE_ENTRIES:
+        msg = (
+            f"{n_obs} spots x {n_columns} genes ({n_entries:.2g} entries) is too large for a text table "
+            f"(limit {MAX_TABLE_ENTRIES:.0e}): write .h5ad instead, or subset the genes first."
+        )
+        raise InputError(msg)
+
+
+def _input_files(adata: AnnData) -> list[Path]:
+    """Return the files and folders :func:`spotfill.io.read` read ``adata`` from (``uns['spotfill_io']``)."""
+    info = adata.uns.get("spotfill_io")
+    if not isinstance(info, dict):
+        return []
+    values = [info.get(key) for key in ("path", "coords", "selection", "matrix", "positions")]
+    return [Path(str(v)).resolve() for v in values if v is not None and str(v) not in ("", "None")]
 
 
 def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["input"]) -> None:
@@ -124,14 +148,15 @@ def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["inp
         raise InputError(msg)
     if not target.exists():
         return
-    info = adata.uns.get("spotfill_io")
-    source = info.get("path") if isinstance(info, dict) else None
-    if source is not None and Path(str(source)).resolve() == resolved:
+    # the input: every file read (counts, coordinates, ST selection, Space Ranger matrix and positions)
+    # and anything inside an input folder
+    inputs = _input_files(adata)
+    if any(resolved == src or (src.is_dir() and resolved.is_relative_to(src)) for src in inputs):
         if overwrite != "input":
             msg = (
-                f"refusing to overwrite {target}: the data were read from it. Write to a new file, or pass "
-                "overwrite='input' in Python to replace the input on purpose (the command line never replaces "
-                "its input)."
+                f"refusing to overwrite {target}: it is one of the files the data were read from. Write to a new "
+                "file, or pass overwrite='input' in Python to replace the input on purpose (the command line never "
+                "replaces its input)."
             )
             raise InputError(msg)
     elif overwrite is False:
@@ -153,13 +178,7 @@ def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -
     if M is None:
         msg = "adata.X is empty (None): pass layer= to export a layer."
         raise InputError(msg)
-    n_entries = adata.n_obs * adata.n_vars
-    if n_entries > MAX_TABLE_ENTRIES:
-        msg = (
-            f"{adata.n_obs} spots x {adata.n_vars} genes ({n_entries:.2g} entries) is too large for a text table "
-            f"(limit {MAX_TABLE_ENTRIES:.0e}): write .h5ad instead, or subset the genes first."
-        )
-        raise InputError(msg)
+    _check_table_size(adata.n_obs, adata.n_vars)
     values = M.data if sp.issparse(M) else np.asarray(M)
     as_int = values.dtype.kind in "iub" or (
         values.dtype.kind == "f" and bool(np.all(np.isfinite(values))) and np.array_equal(values, np.round(values))

@@ -171,6 +171,9 @@ class _GeneFill(BaseImputer):
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
         return _fill_zeros(X, self.statistic_)
 
+    def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
+        return _fill_zeros(X[:, genes], self.statistic_[genes])  # gene by gene: only these columns
+
 
 @register(
     "mean",
@@ -307,6 +310,9 @@ class _Smoother(BaseImputer):
         Y.eliminate_zeros()
         Y.sort_indices()
         return Y
+
+    def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> sp.csr_matrix:
+        return self._predict(sp.csr_matrix(X[:, genes]))  # each column is smoothed on its own
 
 
 @register(
