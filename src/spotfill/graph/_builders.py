@@ -99,11 +99,17 @@ def edge_lengths(W: sp.csr_matrix, coords: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((d, W.indices.copy(), W.indptr.copy()), shape=W.shape)
 
 
+def section_groups(sections: np.ndarray) -> list[np.ndarray]:
+    """Return the spot indices of each section (ascending; sections in sorted order), from one sort."""
+    order = np.argsort(sections, kind="stable")
+    _, starts = np.unique(sections[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
 def block_diagonal(build: Callable[[np.ndarray], sp.csr_matrix], sections: np.ndarray, n: int) -> sp.csr_matrix:
     """Apply ``build(index)`` to each section's spots and assemble the graphs without cross edges."""
     rows, cols, vals = [], [], []
-    for s in np.unique(sections):
-        idx = np.flatnonzero(sections == s)
+    for idx in section_groups(sections):
         G = build(idx).tocoo()
         rows.append(idx[G.row])
         cols.append(idx[G.col])

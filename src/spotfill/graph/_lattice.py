@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
+from ._builders import section_groups
 
 __all__ = ["detect_lattice", "lattice_graph", "ring_offsets"]
 
@@ -178,7 +179,7 @@ def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | N
         msg = f"lattice must be 'auto', 'square' or 'hex', got {lattice!r}."
         raise InputError(msg)
     r, c = _positions(array_row, array_col)
-    groups = [slice(None)] if sections is None else [sections == s for s in np.unique(sections)]
+    groups = [slice(None)] if sections is None else section_groups(sections)
     found = {detect_lattice(r[g], c[g]) for g in groups}
     if len(found) == 1 and None not in found:
         return found.pop()
