@@ -126,3 +126,15 @@ def test_option_misuse(tmp_path):
         read(st, genome="x")
     with pytest.raises(spotfill.InputError, match="unknown format 'loom'"):
         read(st, format="loom")
+
+
+def test_quoted_gene_names_with_the_delimiter_and_a_byte_order_mark(tmp_path):
+    path = tmp_path / "counts.csv"
+    lines = ['"","G1","HLA-A, B","G3"', *[",".join([s, *map(str, v)]) for s, v in zip(SPOTS, COUNTS, strict=True)]]
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    coords = write_coords(tmp_path / "c.csv")
+    coords.write_bytes(b"\xef\xbb\xbf" + coords.read_bytes())
+    adata = read(path, coords=coords)
+    assert adata.var_names.tolist() == ["G1", "HLA-A, B", "G3"]
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 1.0], [1.5, 1.0], [0.5, 2.0]])

@@ -186,3 +186,12 @@ def test_barcodes_missing_from_the_positions_are_reported(tmp_path, caplog):
         read(outs)
     assert "not in" in caplog.text
     assert "same Space Ranger run" in caplog.text
+
+
+def test_positions_with_a_byte_order_mark_and_options_of_the_other_matrix_kind(tmp_path):
+    outs = make_outs(tmp_path / "outs", matrix="h5", header=True)
+    positions = outs / "spatial" / "tissue_positions.csv"
+    positions.write_bytes(b"\xef\xbb\xbf" + positions.read_bytes())  # saved by a spreadsheet program
+    check_visium(read(outs))
+    with pytest.raises(InputError, match=r"10x \.h5 matrix, which takes the options genome, gex_only, not prefix"):
+        read(outs, prefix="x_")

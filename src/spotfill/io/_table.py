@@ -7,6 +7,7 @@ CSR as it goes, so the dense table never sits in memory at once.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
 import os
@@ -50,9 +51,10 @@ def is_table(path: Path) -> bool:
 
 
 def _open_text(path: Path):
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first name
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")  # noqa: SIM115 - caller closes
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - caller closes
 
 
 def first_line(path: Path) -> str:
@@ -80,8 +82,8 @@ def _header(path: Path, sep: str) -> list[str]:
     if not line:
         msg = f"{path} is empty: a count table needs a header line and at least one row."
         raise InputError(msg)
-    fields = [f.strip().strip('"').strip("'") for f in line.split(sep)]
-    return fields
+    fields = next(csv.reader([line], delimiter=sep))  # quoted names may contain the delimiter
+    return [f.strip().strip('"').strip("'") for f in fields]
 
 
 def read_count_matrix(
@@ -192,7 +194,7 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         raise InputError(msg)
     sep = sniff_sep(coords)
     try:
-        table = pd.read_csv(coords, sep=sep, index_col=0, dtype={0: str})
+        table = pd.read_csv(coords, sep=sep, index_col=0, dtype={0: str}, encoding="utf-8-sig")
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
         msg = f"cannot read coordinates from {coords} ({err}): expected a CSV/TSV with columns spot, x, y."
         raise InputError(msg) from None

@@ -105,7 +105,11 @@ def _read_positions(path: Path) -> pd.DataFrame:
     else:
         has_header = first_line(path).split(",")[0].strip().strip('"') == "barcode"
         table = pd.read_csv(
-            path, header=0 if has_header else None, names=None if has_header else POSITION_COLUMNS, dtype={0: str}
+            path,
+            header=0 if has_header else None,
+            names=None if has_header else POSITION_COLUMNS,
+            dtype={0: str},
+            encoding="utf-8-sig",
         )
     missing = [c for c in POSITION_COLUMNS if c not in table.columns]
     if missing:
@@ -118,8 +122,20 @@ def _read_positions(path: Path) -> pd.DataFrame:
     return table.set_index("barcode")
 
 
+_MATRIX_OPTIONS = {"h5": ("genome", "gex_only"), "mtx": ("gex_only", "prefix")}
+
+
 def _read_matrix(path: Path, options: dict[str, object]) -> AnnData:
     import scanpy as sc
+
+    kind = "h5" if path.suffix == ".h5" else "mtx"
+    unknown = sorted(set(options) - set(_MATRIX_OPTIONS[kind]))
+    if unknown:
+        msg = (
+            f"{path.name} is a {'10x .h5' if kind == 'h5' else 'Matrix Market'} matrix, which takes the options "
+            f"{', '.join(_MATRIX_OPTIONS[kind])}, not {', '.join(unknown)}."
+        )
+        raise InputError(msg)
 
     with warnings.catch_warnings():
         # raw 10x symbols repeat (made unique below, as scanpy's mtx reader does)
