@@ -59,7 +59,12 @@ def default_methods() -> list[str]:
     if missing:
         msg = f"seed presets not registered yet: {missing}"
         raise SystemExit(msg)
-    return ["raw", "libsize_mean", *baselines, *SEED_PRESETS]
+    return ["raw", "libsize_mean", *baselines, *SEED_PRESETS, RAW_NONZERO_NMF]
+
+
+# The study reports its non-zero-loss NMF (2.37) on raw counts (its stale cache silently skipped the
+# log1p): this run is that trial as it ran, beside the preset's intended log1p run.
+RAW_NONZERO_NMF = "nmf[data_transform=none,loss=rmse_nonzero]"
 
 
 def _cell(mean: float, sd: float) -> str:
@@ -122,7 +127,8 @@ def markdown(df: pd.DataFrame, *, command: str) -> str:
 STUDY = [
     ("seed-nmf-baseline", 6.42, "counts"),
     ("seed-nmf-log", None, "log1p"),
-    ("seed-nmf-log-nonzero", 2.37, "counts"),
+    ("seed-nmf-log-nonzero", None, "counts"),
+    (RAW_NONZERO_NMF, 2.37, "counts"),
     ("seed-ae-log-nonzero", 0.73, "log1p"),
     ("seed-ae-log-nonzero-spatial", 0.76, "log1p"),
 ]
@@ -164,9 +170,11 @@ def comparison(summary: pd.DataFrame) -> list[str]:
         "data, the held-out set and the training budget differ too (below). On dlpfc_151673 the capped SGD "
         "autoencoder barely learns (Pearson 0.08-0.39): its RMSE reflects predicting a typical expressed "
         "value, not a fitted one.",
-        "- **Which number is which.** The study's 2.37 is its NMF with the non-zero loss, reported in counts; "
-        "it is set beside `seed-nmf-log-nonzero` scored in counts. The study reported no number for the "
-        "log1p all-entries NMF.",
+        "- **Which number is which.** The study reports its 2.37 for NMF with the non-zero loss on raw counts "
+        "(consistent with its stale cache, which silently skipped the log1p), in counts; it is set beside the "
+        "same run here, "
+        f"`{RAW_NONZERO_NMF}`, while the preset `seed-nmf-log-nonzero` is the trial as intended (log1p), "
+        "scored in counts for comparison. The study reported no number for the log1p all-entries NMF.",
         "- **Held-out set.** The study held out entries its own way; here P1 holds out 10 % of the non-zero "
         "entries, so every score is on entries that were truly expressed.",
         "- **Data.** The study used the 10x Visium adult mouse olfactory bulb sample (1,185 spots); it is not "

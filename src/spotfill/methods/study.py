@@ -71,8 +71,9 @@ def ring_weights(graph: sp.spmatrix, alpha: float, beta: float) -> sp.csr_matrix
 
     First-order neighbours are the graph's edges (its weights are ignored); second-order ones are
     spots two hops away that are not first-order neighbours. On a lattice graph of the nearest
-    neighbours (one ring: 6 on Visium's hexagonal grid, 4 on a square ST grid) these are exactly
-    the first and second rings.
+    neighbours (one ring: 6 on Visium's hexagonal grid, 4 on a square ST grid) these are the first
+    and second rings where the grid is complete; next to a missing spot, a second-ring spot reached
+    only through it is not counted (``lattice_graph(n_rings=2)`` counts it).
 
     Parameters
     ----------
