@@ -81,6 +81,15 @@ def test_p2_split_sums_back():
     np.testing.assert_array_equal(a.toarray(), X_train.toarray())
 
 
+def test_p2_split_is_the_protocols_literal_dense_draw():
+    """BENCHMARK.md: ``X_train = default_rng(seed).binomial(X, 0.9)`` on the whole matrix (no draws at zeros)."""
+    X = np.random.default_rng(0).poisson(1.0, size=(40, 25)).astype(np.int64)
+    X_train, X_test = p2_split(sp.csr_matrix(X), seed=3)
+    literal = np.random.default_rng(3).binomial(X, 0.9)
+    np.testing.assert_array_equal(X_train.toarray(), literal)
+    np.testing.assert_array_equal(X_test.toarray(), X - literal)
+
+
 def test_poisson_nll_hand_computed_2x2():
     X_test = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]]))
     p = np.array([[0.9, 0.0], [1.8, 9.0]])  # mu = p / 9 = [[0.1, floor], [0.2, 1.0]]

@@ -524,8 +524,9 @@ def run_magic(
     Coordinates are not used (MAGIC is not spatial).
 
     Mapping back to counts: the output ``z`` (square-root scale) is clipped at 0 and squared, then
-    multiplied by ``lib_i / median(lib)``, so it is an expected count for the spot's observed library
-    ``lib_i``. Spots without counts predict 0.
+    multiplied by ``lib_i / median(lib)``, back on the scale of the spot's observed library ``lib_i``
+    (squaring a smoothed square root under-estimates the mean, so rows sum below ``lib_i``). Spots
+    without counts predict 0.
 
     Parameters
     ----------
