@@ -41,11 +41,14 @@ def as_csr(X, *, dtype=np.float32) -> sp.csr_matrix:
     if sp.issparse(X):
         M = sp.csr_matrix(X, dtype=dtype, copy=False)
         # a dtype change copies only the data: indices/indptr may still be X's, and the in-place
-        # canonicalisation below would then corrupt the caller's matrix
-        if M is X or any(
-            np.shares_memory(getattr(M, a), getattr(X, a)) for a in ("data", "indices", "indptr") if hasattr(X, a)
-        ):
+        # canonicalisation below would then corrupt the caller's matrix; copy just the shared arrays
+        names = ("data", "indices", "indptr")
+        shared = {a for a in names if hasattr(X, a) and np.shares_memory(getattr(M, a), getattr(X, a))}
+        if M is X:
             M = M.copy()
+        elif shared:
+            parts = tuple(getattr(M, a).copy() if a in shared else getattr(M, a) for a in names)
+            M = sp.csr_matrix(parts, shape=M.shape)
     else:
         arr = np.asarray(X)
         if arr.ndim != 2:
