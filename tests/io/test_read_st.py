@@ -125,3 +125,17 @@ def test_real_her2st_a1_matches_the_shared_h5ad(shared_data, shared_h5ad):
     np.testing.assert_array_equal(adata.obsm["spatial"], ref.obsm["spatial"])
     np.testing.assert_array_equal(adata.obs["array_col"], ref.obs["array_col"])
     np.testing.assert_array_equal(adata.obs["array_row"], ref.obs["array_row"])
+
+
+def test_genes_by_spots_table_with_transpose(tmp_path):
+    spots = ["10x13", "11x13", "10x14", "12x15"]
+    lines = ["\t" + "\t".join(spots)]
+    lines += [f"{gene}\t" + "\t".join(map(str, COUNTS[:, j])) for j, gene in enumerate(["GeneA", "GeneB", "GeneC"])]
+    path = write_table(tmp_path / "run" / "S1.tsv", "\n".join(lines) + "\n")
+    for adata in (read(path, transpose=True), read(path, format="st", transpose=True)):
+        assert adata.uns["spotfill_io"]["format"] == "st"
+        assert adata.obs_names.tolist() == spots
+        np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
+        np.testing.assert_array_equal(adata.obsm["spatial"], [[10, 13], [11, 13], [10, 14], [12, 15]])
+    with pytest.raises(spotfill.InputError, match="coords"):  # without transpose, the spots are not recognised
+        read(path)

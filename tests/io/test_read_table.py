@@ -120,7 +120,11 @@ def test_detect_format(tmp_path):
 def test_option_misuse(tmp_path):
     st = tmp_path / "A1.tsv"
     st.write_text("\tG\n1x2\t3\n")
-    with pytest.raises(spotfill.InputError, match="transpose=True applies to generic count tables only"):
+    h5ad = tmp_path / "x.h5ad"
+    ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(h5ad)
+    with pytest.raises(spotfill.InputError, match=r"transpose=True applies to count tables \(generic or ST\) only"):
+        read(h5ad, transpose=True)
+    with pytest.raises(spotfill.InputError, match="has no spot coordinates"):  # genes "1x2"? no: header "G"
         read(st, transpose=True)
     with pytest.raises(spotfill.InputError, match=r"unknown option\(s\) \['genome'\] for format 'st'; accepted: none"):
         read(st, genome="x")

@@ -37,10 +37,13 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def detect_format(path: Path, *, coords: object = None) -> Literal["h5ad", "visium", "st", "table"]:
-    """Guess the format of ``path`` (which must exist) from its name and, for tables, its first column.
+def detect_format(
+    path: Path, *, coords: object = None, transpose: bool = False
+) -> Literal["h5ad", "visium", "st", "table"]:
+    """Guess the format of ``path`` (which must exist) from its name and, for tables, its spot names.
 
-    A table is an ST count table when its spot names look like ``XxY`` and no ``coords=`` is given.
+    A table is an ST count table when its spot names (first column; header with ``transpose``) look
+    like ``XxY`` and no ``coords=`` is given.
     """
     if path.is_dir() or path.suffix.lower() == ".h5":
         if find_spaceranger(path) is not None:
@@ -48,7 +51,7 @@ def detect_format(path: Path, *, coords: object = None) -> Literal["h5ad", "visi
     elif path.suffix.lower() == ".h5ad":
         return "h5ad"
     elif is_table(path):
-        if coords is None and looks_like_st(path):
+        if coords is None and looks_like_st(path, transpose=transpose):
             return "st"
         return "table"
     msg = f"cannot detect the format of {path}; supported: {SUPPORTED}. Pass format= to choose one."
@@ -80,12 +83,13 @@ def read(
           (the last needs pyarrow). Only in-tissue spots are kept; gene symbols become the
           ``var_names``, made unique as scanpy does (``var['gene_ids']`` keeps the Ensembl ids);
         - an original ST pipeline count table (``.tsv[.gz]``, rows = spots named ``XxY``,
-          columns = genes), with its ``*_selection.tsv`` spot file when found;
+          columns = genes; the other way round with ``transpose=True``), with its ``*_selection.tsv``
+          spot file when found;
         - a generic CSV/TSV count table (spots x genes, first column the spot names) plus ``coords=``.
     format
         The format of ``path``; ``"auto"`` detects it from the name and, for tables, from the spot names.
     transpose
-        Generic tables only: the rows are genes and the columns spots.
+        Count tables (generic or ST): the rows are genes and the columns spots.
     coords
         A CSV/TSV of spot positions: first column the spot name, columns ``x`` and ``y``, optionally
         ``array_row`` and ``array_col``. Required for generic tables; for ``.h5ad`` files it replaces
@@ -127,7 +131,7 @@ def read(
     if format not in get_args(Format):
         msg = f"unknown format {format!r}; choose one of {', '.join(get_args(Format))}."
         raise InputError(msg)
-    fmt = detect_format(src, coords=coords) if format == "auto" else format
+    fmt = detect_format(src, coords=coords, transpose=transpose) if format == "auto" else format
     _check_options(fmt, transpose=transpose, coords=coords, selection=selection, options=options)
 
     if fmt == "h5ad":
@@ -147,7 +151,7 @@ def read(
             raise InputError(msg)
         adata = read_visium(files, **options)
     elif fmt == "st":
-        adata = read_st(src, selection=selection)
+        adata = read_st(src, selection=selection, transpose=transpose)
     else:
         adata = read_table(src, transpose=transpose, coords=coords, sep=options.get("sep"))  # type: ignore[arg-type]
 
@@ -165,8 +169,8 @@ def read(
 
 
 def _check_options(fmt: str, *, transpose: bool, coords: object, selection: object, options: dict[str, object]) -> None:
-    if transpose and fmt != "table":
-        msg = f"transpose=True applies to generic count tables only, not to format {fmt!r}."
+    if transpose and fmt not in ("table", "st"):
+        msg = f"transpose=True applies to count tables (generic or ST) only, not to format {fmt!r}."
         raise InputError(msg)
     if coords is not None and fmt not in ("table", "h5ad"):
         msg = f"coords= applies to generic tables and .h5ad files; format {fmt!r} brings its own positions."

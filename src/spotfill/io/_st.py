@@ -9,6 +9,7 @@ file from the ST spot detector maps array positions to image pixels, with column
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import InputError
-from ._table import make_anndata, read_count_matrix, sniff_sep, table_stem
+from ._table import first_line, make_anndata, read_count_matrix, sniff_sep, table_stem
 
 __all__ = ["find_selection", "looks_like_st", "parse_spot_names", "read_st"]
 
@@ -37,9 +38,15 @@ def parse_spot_names(names: pd.Index | np.ndarray | list[str]) -> np.ndarray | N
     return parts.to_numpy(dtype=np.float64)
 
 
-def looks_like_st(path: Path) -> bool:
-    """Whether the first column of a table holds ``XxY`` spot names (checked on the first rows)."""
+def looks_like_st(path: Path, *, transpose: bool = False) -> bool:
+    """Whether the first column of a table (its header with ``transpose``) holds ``XxY`` spot names.
+
+    Checked on the first 50 rows (header fields).
+    """
     sep = sniff_sep(path)
+    if transpose:
+        names = [f.strip() for f in next(csv.reader([first_line(path)], delimiter=sep))[1:51]]
+        return bool(names) and parse_spot_names(np.asarray(names)) is not None
     try:
         first = pd.read_csv(path, sep=sep, header=None, skiprows=1, usecols=[0], nrows=50, dtype=str)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
@@ -92,9 +99,11 @@ def _read_selection(selection: Path) -> pd.DataFrame:
     return table
 
 
-def read_st(path: Path, *, selection: str | os.PathLike[str] | Literal[False] | None = None) -> AnnData:
-    """Read an ST pipeline count table; see :func:`spotfill.io.read` for the layout written."""
-    X, spots, genes = read_count_matrix(path, transpose=False)
+def read_st(
+    path: Path, *, selection: str | os.PathLike[str] | Literal[False] | None = None, transpose: bool = False
+) -> AnnData:
+    """Read an ST pipeline count table (genes x spots with ``transpose``); see :func:`spotfill.io.read`."""
+    X, spots, genes = read_count_matrix(path, transpose=transpose)
     xy = parse_spot_names(spots)
     if xy is None:
         bad = [s for s in spots[:200] if parse_spot_names([s]) is None][:3]
