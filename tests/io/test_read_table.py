@@ -124,7 +124,7 @@ def test_option_misuse(tmp_path):
     ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(h5ad)
     with pytest.raises(spotfill.InputError, match=r"transpose=True applies to count tables \(generic or ST\) only"):
         read(h5ad, transpose=True)
-    with pytest.raises(spotfill.InputError, match="has no spot coordinates"):  # genes "1x2"? no: header "G"
+    with pytest.raises(spotfill.InputError, match="has no spot coordinates"):  # header "G": a generic table
         read(st, transpose=True)
     with pytest.raises(spotfill.InputError, match=r"unknown option\(s\) \['genome'\] for format 'st'; accepted: none"):
         read(st, genome="x")
