@@ -1,8 +1,9 @@
 """Graphs from free coordinates: k nearest neighbours and fixed radius (``coord_type="generic"``).
 
 Both use :class:`scipy.spatial.cKDTree` and return binary, symmetric CSR connectivities with an
-empty diagonal, as squidpy does for generic coordinates. :func:`edge_lengths` gives the matching
-Euclidean distance matrix for any graph.
+empty diagonal. (squidpy's kNN graph for generic coordinates is directed: a spot lists its own k
+nearest neighbours; spotfill keeps an edge when either end lists the other, so every spot has at
+least k neighbours.) :func:`edge_lengths` gives the matching Euclidean distance matrix for any graph.
 """
 
 from __future__ import annotations
