@@ -432,3 +432,19 @@ def test_a_timed_out_worker_takes_its_child_processes_with_it(ext, tmp_path, mon
     else:
         os.kill(pid, 9)
         pytest.fail("the worker's child process outlived the time limit")
+
+
+def test_isolated_failure_reports_the_methods_own_seconds(ext, tmp_path):
+    """A worker whose method raises still records how long the method ran (not the interpreter start)."""
+    import json
+
+    from spotfill.benchmark import _runner
+
+    X = sp.csr_matrix(np.ones((3, 2), dtype=np.float32))
+    args = np.asarray(json.dumps({"name": f"{ext}:boom", "seed": 0}))
+    _runner._save_csr(tmp_path / "input.npz", X, coords=np.zeros((3, 2)), args=args)
+    _runner._child_main(str(tmp_path / "input.npz"), str(tmp_path))
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["error"] == "ValueError: nope"
+    assert isinstance(meta["seconds"], float)  # before, only a successful call recorded it
+    assert meta["seconds"] >= 0

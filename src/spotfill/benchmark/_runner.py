@@ -219,6 +219,7 @@ def _child_main(inp: str, out: str) -> None:
     """Entry point of an isolated method call (runs in a fresh interpreter)."""
     out_dir = Path(out)
     meta: dict[str, object] = {"error": None}
+    t0: float | None = None
     try:
         with np.load(inp, allow_pickle=False) as f:
             X = _load_csr(f)
@@ -238,6 +239,8 @@ def _child_main(inp: str, out: str) -> None:
             np.save(out_dir / "pred.npy", pred, allow_pickle=False)
     except BaseException as err:  # noqa: BLE001 - reported to the parent
         meta["error"] = _describe(err)
+        if t0 is not None and "seconds" not in meta:  # the method's own time, as in process
+            meta["seconds"] = time.perf_counter() - t0
     (out_dir / "meta.json").write_text(json.dumps(meta))
 
 
