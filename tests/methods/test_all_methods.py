@@ -239,3 +239,13 @@ def test_pipelines_fitted_state_and_refit(data, name):
     fitted = {k for k in vars(est) if k.endswith("_")}
     assert fitted == {k for k in vars(fresh) if k.endswith("_")}
     assert dense(est.transform()).shape == (40, 7)
+
+
+def test_graph_as_nested_lists_and_a_graph_of_the_wrong_kind():
+    X = np.random.default_rng(0).poisson(2.0, (3, 4))
+    G = [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+    from_lists = make_method("spatial_knn", use_graph=True).fit(X, graph=G).transform().toarray()
+    from_csr = make_method("spatial_knn", use_graph=True).fit(X, graph=sp.csr_matrix(G)).transform().toarray()
+    np.testing.assert_array_equal(from_lists, from_csr)
+    with pytest.raises(spotfill.InputError, match="graph must be a spots x spots matrix of edge weights, got str"):
+        make_method("spatial_knn", use_graph=True).fit(X, graph="neighbours")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotfill._errors import InputError
 from spotfill.methods._registry import make_method
 from spotfill.methods.default import SpotfillModel
 
@@ -603,3 +604,38 @@ def test_tol_stopping_point_does_not_depend_on_the_units(synthetic):
         model = SpotfillModel(n_latent=3, smooth=0.5, shrink="none", tol=1e-3, progress=False).fit(X * s, graph=G)
         stops.append(int(model.history_["iteration"].max()))
     assert stops[0] == stops[1] == stops[2] < 150
+
+
+@pytest.mark.parametrize("weight", [1e-310, 1e308, 0.37])
+def test_edge_weights_of_any_scale_smooth_like_the_binary_graph(synthetic, weight):
+    """Rows are normalised, so a common scale of the weights changes nothing, even a subnormal one
+    (whose 1 / row sum overflowed to inf and made the output NaN) or one near the float64 maximum."""
+    X, G, _ = synthetic
+    opts = {"n_latent": 3, "smooth": 0.5, "max_iter": 20, "progress": False}
+    ref = SpotfillModel(**opts).fit(X, graph=G).transform()
+    scaled = G.copy()
+    scaled.data = np.full_like(scaled.data, weight, dtype=np.float64)
+    np.testing.assert_array_equal(SpotfillModel(**opts).fit(X, graph=scaled).transform(), ref)
+
+
+def test_changing_shrink_after_a_fit_without_dispersions_is_refused(synthetic):
+    X, G, _ = synthetic
+    model = SpotfillModel(n_latent=3, smooth=0.5, max_iter=10, shrink="none", progress=False).fit(X, graph=G)
+    model.set_params(shrink="nonzero")
+    with pytest.raises(InputError, match="shrink='nonzero' needs the gene dispersions"):
+        model.transform()
+    with pytest.raises(InputError, match="needs the gene dispersions"):
+        model.transform(genes=[0, 1])
+
+
+def test_registry_works_with_numba_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 (numba's debugging switch) leaves the kernels as plain functions."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import spotfill; t = spotfill.list_methods(); print('spotfill' in set(t['name']))"
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -158,6 +158,12 @@ class BaseImputer(BaseEstimator):
         Xc = apply_mask(Xc, mask)
         n_obs = Xc.shape[0]
         if graph is not None:
+            if not sp.issparse(graph):
+                try:
+                    graph = np.asarray(graph, dtype=np.float64)
+                except (TypeError, ValueError):
+                    msg = f"graph must be a spots x spots matrix of edge weights, got {type(graph).__name__}."
+                    raise InputError(msg) from None
             if graph.shape != (n_obs, n_obs):
                 msg = f"graph has shape {graph.shape}, expected ({n_obs}, {n_obs}) to match the spots."
                 raise InputError(msg)

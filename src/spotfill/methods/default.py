@@ -177,8 +177,10 @@ try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same n
 
     # single-threaded twins for small problems, where starting threads costs more than it saves
     # (the same code, so the same numbers)
-    _SERIAL = {
-        name: numba.njit(cache=False, fastmath=kernel.targetoptions.get("fastmath") or False)(kernel.py_func)
+    _SERIAL = {  # (with NUMBA_DISABLE_JIT=1 the kernels are plain functions: no options, no py_func)
+        name: numba.njit(cache=False, fastmath=getattr(kernel, "targetoptions", {}).get("fastmath") or False)(
+            getattr(kernel, "py_func", kernel)
+        )
         for name, kernel in (
             ("rowdot", _rowdot_nb),
             ("ratio", _ratio_nb),
@@ -248,11 +250,20 @@ def _ratio_products(X: _Counts, U: np.ndarray, V: np.ndarray, *, side: Literal["
 
 
 def _adjacency(graph: sp.csr_matrix) -> sp.csr_matrix:
-    """Copy the graph's edge weights into a float64 CSR matrix without self loops (the caller's graph is untouched)."""
+    """Copy the graph's edge weights into a float64 CSR matrix without self loops (the caller's graph is untouched).
+
+    Each row is divided by its largest weight, which every use of the matrix (row-normalised
+    smoothing, neighbour means) is invariant to: tiny (subnormal) or huge weights can then neither
+    overflow ``1 / row sum`` nor the row sum itself. Binary graphs and lattice rings (largest weight
+    1) are unchanged.
+    """
     A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
     A.setdiag(0)
     A.eliminate_zeros()
     A.data = np.abs(A.data)
+    if A.nnz:
+        top = np.maximum.reduceat(A.data, A.indptr[:-1][np.diff(A.indptr) > 0])
+        A.data /= np.repeat(top, np.diff(A.indptr)[np.diff(A.indptr) > 0])
     return A
 
 
@@ -621,7 +632,11 @@ class SpotfillModel(BaseImputer):
         counts (``"nonzero"``), everywhere (``"all"``) or nowhere (``"none"``).
     max_iter
         Maximum number of multiplicative updates of the final fit. After automatic selection the
-        final fit takes the selected number of updates, capped at ``max_iter``.
+        final fit takes the selected number of updates, capped at ``max_iter``. With ``n_latent``,
+        ``smooth`` and ``smooth_steps`` all fixed there is no selection, and the fit runs up to
+        ``max_iter`` updates (stopped by ``tol`` only): fewer updates regularise, so on shallow data
+        also set ``max_iter`` (e.g. to the ``n_iter`` an automatic run selected,
+        ``adata.uns[key]["selected"]["n_iter"]``).
     tune_iter
         Updates per candidate during automatic selection.
     refine_iter
@@ -821,12 +836,14 @@ class SpotfillModel(BaseImputer):
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
-            frac = Xs.data[Xs.data != np.round(Xs.data)]
+            frac = X.data[X.data != np.round(X.data)]
             if frac.size:
                 msg = (
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
                     f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
-                    "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection."
+                    "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection "
+                    "(and max_iter: without the selection the fit takes up to max_iter=150 updates, which "
+                    "over-fits shallow data; the selection typically stops after 20-80)."
                 )
                 raise InputError(msg)
             if Xs.nnz and float(Xs.data.max()) > 2.0**53:
@@ -865,6 +882,12 @@ class SpotfillModel(BaseImputer):
                     saturated=saturated_a,
                 )
                 it_best, _, score = min(hist, key=lambda h: h[2])
+                if not np.isfinite(score):  # min() over NaN would pick a candidate silently
+                    msg = (
+                        f"the held-out score of n_latent={k}, smooth={a[0]}, smooth_steps={a[1]} is not finite: the "
+                        "fit diverged. Check the counts and the graph's weights."
+                    )
+                    raise InputError(msg)
                 snapshots[k, a] = fit.best
                 rows.append(
                     {
@@ -902,6 +925,9 @@ class SpotfillModel(BaseImputer):
             k, a = ranks[0], smooths[0]
             n_iter, use_tol = self.max_iter, self.tol
             start = None
+            logger.info(
+                "spotfill: settings fixed, no selection: up to max_iter=%d updates (stopped by tol only)", n_iter
+            )
         U, V = _init_factors(X, k, np.random.default_rng(self.seed)) if start is None else start
         self.selection_ = pd.DataFrame(
             rows, columns=["n_latent", "smooth", "smooth_steps", "n_iter", "heldout_nll", "seconds"]
@@ -924,6 +950,9 @@ class SpotfillModel(BaseImputer):
         self.n_latent_, (self.smooth_, self.smooth_steps_) = k, a
         self.loadings_ = be.numpy(fit.loadings())
         self.factors_ = be.numpy(fit.V)
+        if not (np.all(np.isfinite(self.loadings_)) and np.all(np.isfinite(self.factors_))):
+            msg = "the fit diverged (non-finite factors): check the counts and the graph's weights."
+            raise InputError(msg)
         self.library_size_ = lib
         pool = np.flatnonzero(lib > 0)  # spots without counts say nothing about the dispersion
         n_disp = min(len(pool), self.max_spots_dispersion)
@@ -978,10 +1007,20 @@ class SpotfillModel(BaseImputer):
         }
 
     def _predict(self, X: sp.csr_matrix) -> np.ndarray:
+        self._check_shrink()
         return self._posterior(self.rates(), sp.csr_matrix(X), self.theta_)
+
+    def _check_shrink(self) -> None:
+        if self.shrink != "none" and not np.all(np.isfinite(self.theta_)):
+            msg = (
+                f"shrink={self.shrink!r} needs the gene dispersions, which a fit with shrink='none' does not "
+                "estimate: fit again with this shrink."
+            )
+            raise InputError(msg)
 
     def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
         # O(n_spots * len(genes)) memory: the other genes' rates are never formed
+        self._check_shrink()
         return self._posterior(self.rates(genes), sp.csr_matrix(X)[:, genes], self.theta_[genes])
 
     def _posterior(self, mu: np.ndarray, X: sp.csr_matrix, theta: np.ndarray) -> np.ndarray:
