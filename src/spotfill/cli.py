@@ -176,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_read_options(p)
     p.set_defaults(func=_cmd_impute)
 
-    p = sub.add_parser("demo", help="run the default method on the bundled mouse olfactory bulb data")
+    p = sub.add_parser(
+        "demo",
+        help="run the default method on the bundled mouse olfactory bulb data",
+        description="Impute the bundled mouse olfactory bulb data; write OUT/mob_imputed.h5ad (the data with the "
+        "imputed layer) and OUT/mob_markers.png (four layer markers, raw and imputed), replacing earlier ones.",
+    )
     p.add_argument("--out", default="spotfill_demo", help="output folder")
     p.add_argument("--method", default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -186,3 +186,50 @@ def test_report_of_a_file_that_is_not_a_results_csv(tmp_path):
     with pytest.raises(InputError, match="is not a results CSV"):
         report(empty, out=tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_morans_i_by_hand_picks_the_spatial_gene():
+    from spotfill.plotting._figures import spatially_variable_genes
+
+    rng = np.random.default_rng(0)
+    n_side = 8
+    row, col = np.divmod(np.arange(n_side * n_side), n_side)
+    G = sp.csr_matrix((np.abs(row[:, None] - row[None, :]) + np.abs(col[:, None] - col[None, :]) == 1).astype(float))
+    smooth = np.where(col < 4, 20, 2)  # left-right pattern: strongly autocorrelated
+    X = np.c_[rng.poisson(smooth), rng.poisson(8, (n_side * n_side, 30))].astype(float)
+    L = np.log1p(X / X.sum(axis=1, keepdims=True) * 1e4)
+    z = L - L.mean(axis=0)
+    by_hand = len(L) / G.sum() * np.einsum("ig,ij,jg->g", z, G.toarray(), z) / (z * z).sum(axis=0)
+    order = spatially_variable_genes(sp.csr_matrix(X), G, 31)
+    np.testing.assert_array_equal(order, np.argsort(-by_hand, kind="stable"))
+    assert order[0] == 0
+
+
+def test_report_marks_partial_failures_and_skips_and_never_calls_them_best(tmp_path):
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append(("d", 10, 5, "p2", "good", seed, "nll", 0.5, "ok", ""))
+        if seed == 0:
+            rows.append(("d", 10, 5, "p2", "flaky", seed, "nll", 0.1, "ok", ""))
+        else:
+            rows.append(("d", 10, 5, "p2", "flaky", seed, "seconds", np.nan, "failed", "out of memory"))
+        rows.append(("d", 10, 5, "p4", "good", seed, "ari", np.nan, "skipped", "no obs['label']"))
+    cols = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+    text = report(pd.DataFrame(rows, columns=cols), out=tmp_path / "r.html").read_text()
+    assert "0.1 <span" in text
+    assert "(1 of 3 seeds; failed: out of memory)" in text
+    assert '<td class="best">0.1' not in text  # the flaky method is not the best: two of its seeds failed
+    assert "skipped: no obs[&#x27;label&#x27;]" in text
+
+
+def test_report_with_a_single_label_category_skips_the_domain_panel(tmp_path):
+    ad = _adata()
+    ad.obs["label"] = pd.Categorical(["tissue"] * ad.n_obs)
+    ad.write_h5ad(tmp_path / "one.h5ad")
+    df = pd.DataFrame(
+        [("one", ad.n_obs, ad.n_vars, "p2", "mean", 0, "nll", 1.0, "ok", "")],
+        columns=["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"],
+    )
+    text = report(df, data=[tmp_path / "one.h5ad"], out=tmp_path / "r.html").read_text()
+    assert "no domain panel" in text
+    assert "Spatial maps of the three most spatially autocorrelated genes" in text

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .._files import atomic_path
 from ._mob import mouse_olfactory_bulb
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ def run_demo(*, out: str | Path = "spotfill_demo", method: str | None = None, se
 
     - ``out/mob_imputed.h5ad``: the data with the imputed layer;
     - ``out/mob_markers.png``: spatial maps of four layer markers (:data:`MOB_MARKERS`), raw counts
-      above and imputed values below, ``log1p`` scale shared per gene.
+      above and imputed values below, as ``log1p`` of counts per 10,000 of each spot (so that the
+      maps show the layers, not each spot's sequencing depth), scale shared per gene.
 
     Existing files of those names are replaced.
 
@@ -89,9 +91,13 @@ def _zero_fraction(Y: np.ndarray | sp.spmatrix) -> float:
     return float(np.mean(np.asarray(Y) == 0))
 
 
-def _gene_columns(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> np.ndarray:
+def _per_10k(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> np.ndarray:
+    """Columns ``idx`` of ``Y`` per 10,000 of each spot's total (clipped at 0)."""
+    total = np.asarray(Y.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
     cols = Y[:, idx]
-    return np.asarray(cols.toarray() if sp.issparse(cols) else cols, dtype=np.float64)
+    cols = np.asarray(cols.toarray() if sp.issparse(cols) else cols, dtype=np.float64)
+    return np.clip(cols, 0, None) * scale[:, None]
 
 
 def _plot_markers(adata: AnnData, key: str, path: Path) -> None:
@@ -101,8 +107,8 @@ def _plot_markers(adata: AnnData, key: str, path: Path) -> None:
     genes = [g for g in MOB_MARKERS if g in adata.var_names]
     idx = adata.var_names.get_indexer(genes)
     rows = {
-        "raw counts": np.log1p(_gene_columns(adata.X, idx)),
-        f"imputed ({adata.uns[key]['method']})": np.log1p(np.clip(_gene_columns(adata.layers[key], idx), 0, None)),
+        "raw counts": np.log1p(_per_10k(adata.X, idx)),
+        f"imputed ({adata.uns[key]['method']})": np.log1p(_per_10k(adata.layers[key], idx)),
     }
     xy = np.asarray(adata.obsm["spatial"])
     fig = Figure(figsize=(3.2 * len(genes), 5.2), layout="constrained")
@@ -117,6 +123,7 @@ def _plot_markers(adata: AnnData, key: str, path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{gene}: {title}", fontsize=9)
-        fig.colorbar(dots, ax=axes[:, j], shrink=0.6, label="log1p")
-    fig.savefig(path, dpi=110)
+        fig.colorbar(dots, ax=axes[:, j], shrink=0.6, label="log1p per 10k")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     logger.info("wrote %s", path)

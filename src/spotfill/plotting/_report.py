@@ -19,9 +19,9 @@ from ._figures import (
     cost_figure,
     domain_maps,
     error_histogram,
-    highly_variable_genes,
     pred_vs_true,
     spatial_maps,
+    spatially_variable_genes,
     to_png_base64,
 )
 
@@ -31,12 +31,12 @@ logger = logging.getLogger(__name__)
 
 #: Score metrics of each protocol, in table order (cost metrics are shown apart).
 SCORE_METRICS: dict[str, tuple[str, ...]] = {
-    "p1": ("rmse", "mae", "pearson", "spearman", "zero_log1p"),
+    "p1": ("rmse", "mae", "pearson", "spearman", "zero_log1p", "rmse_counts"),
     "p2": ("nll",),
     "p3": ("rmse", "mae", "pearson", "spearman", "gene_pearson"),
     "p4": ("ari", "ari_raw"),
 }
-COST_METRICS = ("seconds", "peak_mb")
+COST_METRICS = ("seconds", "peak_mb", "base_mb")
 #: At most this many methods get data panels (maps, density plots, domains).
 MAX_PANEL_METHODS = 6
 
@@ -53,7 +53,8 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f0f0f0}td.method{text-align:left;font-weight:600}
-td.best{background:#d8f0d8;font-weight:700}td.failed{color:#b00;text-align:left}
+td.best{background:#d8f0d8;font-weight:700}td.failed,span.failed{color:#b00;text-align:left}
+td.skipped{color:#777;text-align:left}
 img{max-width:100%;margin:0.5em 0}.note{color:#555;font-size:0.9em}
 """
 
@@ -111,15 +112,41 @@ def _fmt(v: float, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
 
 
+def _outcomes(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, protocol, method): seeds run, seeds failed, seeds skipped, first reason of each."""
+    keys = ["dataset", "protocol", "method"]
+    rows = []
+    for key, g in df.groupby(keys, sort=False):
+        seeds = g.groupby("seed")["status"].agg(lambda st: "failed" if (st == "failed").any() else st.iloc[0])
+        err = g.loc[g["status"] == "failed", "error"]
+        why = g.loc[g["status"] == "skipped", "error"]
+        rows.append(
+            (
+                *key,
+                len(seeds),
+                int((seeds == "failed").sum()),
+                int((seeds == "skipped").sum()),
+                err.iloc[0] if len(err) else "",
+                why.iloc[0] if len(why) else "",
+            )
+        )
+    return pd.DataFrame(rows, columns=[*keys, "n_seeds", "n_failed", "n_skipped", "error", "reason"])
+
+
 def _table(
-    summary: pd.DataFrame, failures: pd.DataFrame, dataset: str, columns: list[tuple[str, str]], methods: list[str]
+    summary: pd.DataFrame, outcomes: pd.DataFrame, dataset: str, columns: list[tuple[str, str]], methods: list[str]
 ) -> str:
+    """One HTML table. A cell with failed seeds says so (k of n seeds) and is never highlighted best."""
     s = summary[summary["dataset"] == dataset].set_index(["protocol", "method", "metric"])
-    f = failures[failures["dataset"] == dataset].set_index(["protocol", "method"])["error"]
+    o = outcomes[outcomes["dataset"] == dataset].set_index(["protocol", "method"])
+
+    def partial(protocol: str, method: str) -> bool:
+        return (protocol, method) in o.index and o.loc[(protocol, method), "n_failed"] > 0
+
     best: dict[tuple[str, str], float] = {}
     for col in columns:
         d = direction(col[1])
-        vals = [s["mean"].get((col[0], m, col[1]), np.nan) for m in methods]
+        vals = [s["mean"].get((col[0], m, col[1]), np.nan) for m in methods if not partial(col[0], m)]
         vals = [v for v in vals if np.isfinite(v)]
         if d and len(vals) > 1:
             best[col] = min(vals) if d == "lower" else max(vals)
@@ -129,13 +156,22 @@ def _table(
         cells = [f'<td class="method">{html.escape(method)}</td>']
         for col in columns:
             key = (col[0], method, col[1])
+            info = o.loc[(col[0], method)] if (col[0], method) in o.index else None
             if key in s.index:
                 mean, sd = s.loc[key, "mean"], s.loc[key, "sd"]
                 text = _fmt(mean) + (f" &plusmn; {_fmt(sd, 2)}" if np.isfinite(sd) else "")
+                if info is not None and info["n_failed"]:
+                    ok = int(info["n_seeds"] - info["n_failed"])
+                    text += (
+                        f' <span class="failed">({ok} of {int(info["n_seeds"])} seeds; failed: '
+                        f"{html.escape(str(info['error']))})</span>"
+                    )
                 cls = ' class="best"' if col in best and np.isclose(mean, best[col], rtol=0, atol=0) else ""
                 cells.append(f"<td{cls}>{text}</td>")
-            elif (col[0], method) in f.index:
-                cells.append(f'<td class="failed">failed: {html.escape(str(f.loc[(col[0], method)]))}</td>')
+            elif info is not None and info["n_failed"]:
+                cells.append(f'<td class="failed">failed: {html.escape(str(info["error"]))}</td>')
+            elif info is not None and info["n_skipped"]:
+                cells.append(f'<td class="skipped">skipped: {html.escape(str(info["reason"]))}</td>')
             else:
                 cells.append("<td></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -154,18 +190,34 @@ def _cost_frame(df: pd.DataFrame) -> pd.DataFrame:
     else:
         first = cost.groupby("dataset", sort=False)["protocol"].first()
         cost = cost[cost["protocol"] == cost["dataset"].map(first)]
+    cost = cost[cost["metric"] != "base_mb"]
+    cost = cost.assign(value=cost["value"].where(cost["status"] == "ok"))  # as in the tables: ok seeds only
     g = cost.groupby(["dataset", "method", "metric"], sort=False)
     out = g.agg(
         n_spots=("n_spots", "first"),
         mean=("value", lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan),
-        failed=("status", lambda s: bool((s == "failed").all())),
+        failed=("status", lambda s: bool((s == "failed").any())),
     ).reset_index()
     return out
 
 
+def _per_10k(P, cols: np.ndarray) -> np.ndarray:
+    """Columns ``cols`` of counts ``P`` per 10,000 of each spot's total (spots without any stay 0)."""
+    total = np.asarray(P.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
+    block = P[:, cols]
+    block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+    return block * scale[:, None]
+
+
 def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str]:
-    """Re-run ``methods`` in-process on one dataset and draw maps, density, errors and domains."""
-    from ..benchmark._external import resolve_method
+    """Re-run ``methods`` in-process on one dataset and draw maps, density, errors and domains.
+
+    Each method's full prediction is reduced (three genes, its P1 held-out values, its clusters) before
+    the next one runs, so only one is held at a time. A prediction the benchmark would reject (wrong
+    shape, NaN) is reported as failed, not drawn.
+    """
+    from ..benchmark._external import check_prediction, resolve_method
     from ..benchmark._masks import p1_mask
     from ..benchmark._metrics import domain_ari, take_entries
     from ..benchmark._runner import load_dataset
@@ -176,42 +228,58 @@ def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str
     if len([m for m in methods if m != "raw"]) > MAX_PANEL_METHODS:
         parts.append(f'<p class="note">Panels show the first {MAX_PANEL_METHODS} methods.</p>')
     mask = p1_mask(ds.X, frac=0.1, seed=seed)
-    full: dict[str, object] = {}
+    cols = np.asarray(spatially_variable_genes(ds.X, ds.graph, 3))
+    var_names = _var_names(path, ds.shape[1])
+    gene_names = [var_names[g] for g in cols]
+
+    def domains(P) -> tuple[np.ndarray, float] | None:
+        try:
+            ari, clusters = domain_ari(P, ds.labels, seed=0, return_clusters=True)
+        except InputError as err:  # e.g. a single label category: nothing to cluster against
+            notes.append(f"no domain panel: {err}")
+            return None
+        return clusters, ari
+
+    notes: list[str] = []
+    labelled = ds.labels is not None
+    panels = {"raw": _per_10k(ds.X, cols)}
     held: dict[str, np.ndarray] = {"raw": np.zeros(mask.values.size)}
+    clusterings: dict[str, tuple[np.ndarray, float]] = {}
+    if labelled and (raw := domains(ds.X)) is not None:
+        clusterings["raw"] = raw
     failed: list[str] = []
     for name in names:
         try:
             fn = resolve_method(name)
-            full[name] = fn(ds.X.copy(), coords=ds.coords, graph=ds.graph, seed=seed)
-            pred = fn(mask.X_masked.copy(), coords=ds.coords, graph=ds.graph, seed=seed)
-            held[name] = take_entries(pred, mask.rows, mask.cols)
+            full = check_prediction(fn(ds.X.copy(), coords=ds.coords, graph=ds.graph, seed=seed), ds.shape, name)
+            pred = check_prediction(
+                fn(mask.X_masked.copy(), coords=ds.coords, graph=ds.graph, seed=seed), ds.shape, name
+            )
         except Exception as err:  # noqa: BLE001 - a failing method is reported, the report goes on
-            full.pop(name, None)
             failed.append(f"{name} ({type(err).__name__}: {err})")
+            continue
+        held[name] = take_entries(pred, mask.rows, mask.cols)
+        panels[name] = _per_10k(full, cols)
+        if labelled and clusterings and (found := domains(full)) is not None:
+            clusterings[name] = found
+        del full, pred
     if failed:
         parts.append(f'<p class="note">Failed on this dataset: {html.escape("; ".join(failed))}</p>')
 
-    genes = highly_variable_genes(ds.X, 3)
-    var_names = _var_names(path, ds.shape[1])
-    cols = np.asarray(genes)
-    panels = {"raw": ds.X[:, cols].toarray()}
-    for name, P in full.items():
-        panels[name] = P[:, cols].toarray() if sp.issparse(P) else np.asarray(P)[:, cols]
-    gene_names = [var_names[g] for g in genes]
-    parts.append("<h3>Spatial maps of highly variable genes (log1p counts)</h3>")
-    parts.append(_img(spatial_maps(ds.coords, gene_names, panels), "spatial maps"))
+    parts.append(
+        "<h3>Spatial maps of the three most spatially autocorrelated genes (Moran's I; log1p counts per 10,000 "
+        "of each spot)</h3>"
+    )
+    parts.append(_img(spatial_maps(ds.coords, gene_names, panels, label="log1p per 10k"), "spatial maps"))
     parts.append(f"<h3>P1 held-out entries (seed {seed}): predicted vs true</h3>")
     parts.append(_img(pred_vs_true(mask.values, held), "predicted vs true"))
     parts.append("<h3>P1 error distribution</h3>")
     parts.append(_img(error_histogram(mask.values, held), "error histogram"))
-    if ds.labels is not None:
-        ari, clusters = domain_ari(ds.X, ds.labels, seed=0, return_clusters=True)
-        clusterings = {"raw": (clusters, ari)}
-        for name, P in full.items():
-            ari, clusters = domain_ari(P, ds.labels, seed=0, return_clusters=True)
-            clusterings[name] = (clusters, ari)
+    if clusterings:
         parts.append("<h3>P4 spatial domains (KMeans on 30 PCs) against expert labels</h3>")
         parts.append(_img(domain_maps(ds.coords, ds.labels, clusterings), "spatial domains"))
+    for note in dict.fromkeys(notes):
+        parts.append(f'<p class="note">{html.escape(note)}</p>')
     return parts
 
 
@@ -269,9 +337,7 @@ def report(
     )
     df = _read_results(results)
     summary = summarize(df)
-    failures = (
-        df[df["status"] == "failed"].groupby(["dataset", "protocol", "method"], sort=False)["error"].first()
-    ).reset_index()
+    outcomes = _outcomes(df)
     all_methods = list(dict.fromkeys(df["method"]))
     datasets = list(dict.fromkeys(df["dataset"]))
     protocols = [p for p in SCORE_METRICS if p in set(df["protocol"])]
@@ -292,15 +358,17 @@ def report(
             (p, m)
             for p in protocols
             for m in SCORE_METRICS[p]
-            if (p, m) not in present and m == SCORE_METRICS[p][0] and (failures["protocol"] == p).any()
+            if (p, m) not in present
+            and m == SCORE_METRICS[p][0]
+            and (outcomes.loc[outcomes["dataset"] == dataset, "protocol"] == p).any()
         ]
         run_protocols = list(dict.fromkeys(df.loc[df["dataset"] == dataset, "protocol"]))
-        cost_cols = [(p, m) for p in run_protocols for m in COST_METRICS]
+        cost_cols = [(p, m) for p in run_protocols for m in COST_METRICS if (p, m) in present or m != "base_mb"]
         methods_here = list(dict.fromkeys(df.loc[df["dataset"] == dataset, "method"]))
         parts.append(f"<h2>{html.escape(str(dataset))}</h2>")
         if score_cols:
-            parts.append("<h3>Scores</h3>" + _table(summary, failures, dataset, score_cols, methods_here))
-        parts.append("<h3>Cost (seconds, peak MB)</h3>" + _table(summary, failures, dataset, cost_cols, methods_here))
+            parts.append("<h3>Scores</h3>" + _table(summary, outcomes, dataset, score_cols, methods_here))
+        parts.append("<h3>Cost (seconds, peak MB)</h3>" + _table(summary, outcomes, dataset, cost_cols, methods_here))
 
     parts.append("<h2>Scores by protocol</h2>")
     for p in protocols:
@@ -310,7 +378,8 @@ def report(
             parts.append(f"<h3>{_PROTOCOL_TITLES[p]}</h3>" + _img(fig, p))
     cost = _cost_frame(df)
     if len(cost):
-        parts.append("<h2>P5 cost: wall time and peak memory of the method call</h2>")
+        which = "P5" if (df["protocol"] == "p5").any() else "the first protocol run on each dataset"
+        parts.append(f"<h2>Cost: wall time and peak memory of the method call ({which})</h2>")
         parts.append(_img(cost_figure(cost), "cost"))
     for path in data or ():
         parts.extend(_data_panels(path, list(methods) if methods is not None else all_methods, seed=seed))
