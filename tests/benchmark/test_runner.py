@@ -43,6 +43,13 @@ EXTERNAL = textwrap.dedent(
     def exits(X, coords):
         raise SystemExit(3)
 
+    def leaves_a_child(X, coords):
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        with open(os.environ["CHILD_PID_FILE"], "w") as fh:
+            fh.write(str(child.pid))
+        return X
+
     def hangs_with_a_child(X, coords):
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -410,28 +417,63 @@ def test_exits_and_complex_output_are_failures_in_process(ext):
     assert status[f"{ext}:half"] == "ok"  # the run went on after both
 
 
-def test_a_timed_out_worker_takes_its_child_processes_with_it(ext, tmp_path, monkeypatch):
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (waiting up to 5 s for it to be reaped); kill it otherwise."""
     import os
     import time
 
-    pid_file = tmp_path / "child.pid"
-    monkeypatch.setenv("CHILD_PID_FILE", str(pid_file))
-    df = run_benchmark(
-        [_adata()], protocols=["p5"], methods=[f"{ext}:hangs_with_a_child"], isolate=True, progress=False, timeout=8
-    )
-    assert df["error"].str.contains("over time").any()
-    if not pid_file.exists():
-        pytest.skip("the worker did not start its child within the time limit on this (busy) machine")
-    pid = int(pid_file.read_text())
-    for _ in range(50):  # the killed child is reparented and reaped
+    for _ in range(50):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    return False
+
+
+@pytest.mark.parametrize(("method", "timeout"), [("hangs_with_a_child", 8), ("leaves_a_child", 120)])
+def test_a_workers_child_processes_end_with_the_call(ext, tmp_path, monkeypatch, method, timeout):
+    pid_file = tmp_path / "child.pid"
+    monkeypatch.setenv("CHILD_PID_FILE", str(pid_file))
+    df = run_benchmark(
+        [_adata()], protocols=["p5"], methods=[f"{ext}:{method}"], isolate=True, progress=False, timeout=timeout
+    )
+    if method == "hangs_with_a_child":
+        assert df["error"].str.contains("over time").any()
+    else:
+        assert (df["status"] == "ok").all()
+    if not pid_file.exists():
+        pytest.skip("the worker did not start its child within the time limit on this (busy) machine")
+    assert _gone(int(pid_file.read_text())), "the worker's child process outlived the call"
+
+
+def test_a_stopped_benchmark_stops_its_worker(ext, tmp_path):
+    """SIGTERM to the benchmark (timeout(1), a job scheduler) ends the worker, which has a session of its own."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from spotfill.benchmark import run_benchmark\n"
+        f"run_benchmark(['synthetic:30x5'], protocols=['p5'], methods=['{ext}:hangs_with_a_child'], progress=False)\n"
+    )
+    env = {**os.environ, "CHILD_PID_FILE": str(pid_file)}
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env)
+    for _ in range(300):  # the worker's child is up once its pid is written
+        if pid_file.exists() and pid_file.read_text():
             break
         time.sleep(0.1)
     else:
-        os.kill(pid, 9)
-        pytest.fail("the worker's child process outlived the time limit")
+        parent.kill()
+        pytest.skip("the worker did not start within 30 s on this (busy) machine")
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    assert _gone(int(pid_file.read_text())), "the worker's child outlived the stopped benchmark"
 
 
 def test_isolated_failure_reports_the_methods_own_seconds(ext, tmp_path):

@@ -168,11 +168,11 @@ def test_every_input_file_is_protected_from_overwriting(tmp_path):
     for source in (outs, outs / "filtered_feature_bc_matrix.h5"):  # the folder, or its matrix file itself
         adata = read(source)
         assert adata.uns["spotfill_io"]["positions"] == str(positions.resolve())
-        for target in (positions.with_suffix(".csv"), outs / "spatial" / "other.csv"):
-            target.touch(exist_ok=True)
-            if target == positions or source == outs:  # a file read, or anything inside the input folder
-                with pytest.raises(InputError, match="one of the files the data were read from"):
-                    write(adata, target, overwrite=True)
+        with pytest.raises(InputError, match="one of the files the data were read from"):
+            write(adata, positions, overwrite=True)
+        other = outs / "spatial" / "other.csv"  # not read: an ordinary existing file
+        other.touch()
+        write(adata, other, overwrite=True)
         assert positions.read_bytes() == before
     write(read(outs), outs / "new.h5ad")  # a new file next to the input is fine
 
@@ -195,3 +195,22 @@ def test_positions_with_a_byte_order_mark_and_options_of_the_other_matrix_kind(t
     check_visium(read(outs))
     with pytest.raises(InputError, match=r"10x \.h5 matrix, which takes the options genome, gex_only, not prefix"):
         read(outs, prefix="x_")
+
+
+def test_results_may_be_rewritten_next_to_a_space_ranger_input_but_not_over_it(tmp_path):
+    from spotfill.benchmark import run_benchmark
+    from spotfill.io import write
+
+    outs = make_outs(tmp_path / "outs", matrix="mtx", header=True)
+    adata = read(outs)
+    write(adata, outs / "imputed.h5ad")
+    write(adata, outs / "imputed.h5ad", overwrite=True)  # a re-run replaces its own result
+    positions = outs / "spatial" / "tissue_positions.csv"
+    for target in (positions, outs / "filtered_feature_bc_matrix" / "barcodes.tsv.gz"):
+        assert target.is_file()
+        with pytest.raises(InputError, match="one of the files the data were read from"):
+            write(adata, target, overwrite=True)
+    before = positions.read_bytes()
+    with pytest.raises(InputError, match="one of the input files"):
+        run_benchmark([outs], methods=["raw"], protocols=["p2"], out=positions, progress=False, isolate=False)
+    assert positions.read_bytes() == before

@@ -233,3 +233,17 @@ def test_report_with_a_single_label_category_skips_the_domain_panel(tmp_path):
     text = report(df, data=[tmp_path / "one.h5ad"], out=tmp_path / "r.html").read_text()
     assert "no domain panel" in text
     assert "Spatial maps of the three most spatially autocorrelated genes" in text
+
+
+def test_a_tie_with_a_partly_failed_method_is_not_its_best(tmp_path):
+    cols = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+    rows = [
+        ("d", 10, 5, "p2", "A", 0, "nll", 0.5, "ok", ""),
+        ("d", 10, 5, "p2", "A", 1, "nll", 0.5, "ok", ""),
+        ("d", 10, 5, "p2", "B", 0, "nll", 0.5, "ok", ""),
+        ("d", 10, 5, "p2", "B", 1, "seconds", np.nan, "failed", "boom"),
+        ("d", 10, 5, "p2", "C", 0, "nll", 0.9, "ok", ""),
+    ]
+    text = report(pd.DataFrame(rows, columns=cols), out=tmp_path / "r.html").read_text()
+    assert text.count('<td class="best">0.5') == 1  # A's; B ties but lost a seed
+    assert '<td class="best">0.5 &plusmn; 0</td>' in text

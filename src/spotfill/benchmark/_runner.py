@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Mapping, Sequence
@@ -244,27 +245,60 @@ def _child_main(inp: str, out: str) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta))
 
 
-def _run_worker(cmd: list[str], *, env: dict[str, str], timeout: float | None) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in a process group of its own; on a timeout (or an interrupt) kill the whole group.
+class _Stopped(SystemExit):
+    """Raised when this process is asked to stop (SIGTERM, SIGHUP) while a worker runs."""
+
+
+def _stop(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise _Stopped(128 + signum)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _run_worker(
+    cmd: list[str], *, env: dict[str, str], timeout: float | None, log_dir: Path
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a process group of its own, and kill the whole group when the call ends.
 
     A method may start processes of its own (a peer tool's interpreter, worker pools): killing only
-    the direct child would leave them running, and their load would be charged to later calls.
+    the direct child on a timeout would leave them running, and their load would be charged to later
+    calls. The group is killed on a timeout, on an interrupt, when this process is told to stop
+    (SIGTERM or SIGHUP, which no longer reach a worker in its own session: they are turned into an
+    exit here while the worker runs), and after a normal end (anything the method left behind). The
+    worker's output goes to ``log_dir``.
     """
     posix = os.name == "posix"
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=posix
-    )
+    handlers: dict[int, object] = {}
+    if posix and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            handlers[sig] = signal.signal(sig, _stop)
+    # output to files, not pipes: a process the method leaves behind would hold a pipe open, and
+    # reading it to the end would wait for that process
+    out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except BaseException:
-        if posix:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - no process groups
-            proc.kill()
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+        with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                cmd, env=env, stdout=out_fh, stderr=err_fh, start_new_session=posix
+            )
+        try:
+            proc.wait(timeout=timeout)
+        except BaseException:
+            if posix:
+                _kill_group(proc.pid)
+            else:  # pragma: no cover - no process groups
+                proc.kill()
+            proc.wait()
+            raise
+        if posix:  # the worker is gone; what it started and left running goes too
+            _kill_group(proc.pid)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    read = functools.partial(Path.read_text, encoding="utf-8", errors="replace")
+    return subprocess.CompletedProcess(cmd, proc.returncode, read(out_path), read(err_path))
 
 
 def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:
@@ -280,7 +314,9 @@ def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout:
         env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         t0 = time.perf_counter()
         try:
-            proc = _run_worker([sys.executable, "-c", _CHILD, str(inp), str(tmp_dir)], env=env, timeout=timeout)
+            proc = _run_worker(
+                [sys.executable, "-c", _CHILD, str(inp), str(tmp_dir)], env=env, timeout=timeout, log_dir=tmp_dir
+            )
         except subprocess.TimeoutExpired:
             return CallResult(None, float(timeout or 0.0), float("nan"), float("nan"), f"over time (> {timeout:g} s)")
         wall = time.perf_counter() - t0
@@ -412,6 +448,7 @@ def run_benchmark(
         msg = f"coords= (--coords) names the coordinates of one count table, but {len(data)} datasets were given."
         raise InputError(msg)
     extra = [read_options["coords"]] if read_options.get("coords") is not None else []
+    extra += _folder_inputs(data)
     out_path = (
         None
         if out is None
@@ -454,6 +491,20 @@ def run_benchmark(
     if out_path is not None:
         write_csv(df, out_path)
     return df
+
+
+def _folder_inputs(data: Sequence[object]) -> list[Path]:
+    """Return the matrix and positions files of the Space Ranger folders in ``data`` (``out`` may not replace them)."""
+    from ..io._visium import find_spaceranger
+
+    files: list[Path] = []
+    for item in data:
+        if isinstance(item, str | os.PathLike) and Path(item).is_dir():
+            found = find_spaceranger(Path(item))
+            if found is not None:  # a Matrix Market matrix is a folder of files
+                matrix = sorted(found.matrix.iterdir()) if found.matrix.is_dir() else [found.matrix]
+                files += [*matrix, found.positions]
+    return files
 
 
 #: Spot counts of the P5 scale series (Visium HD 8 um holds about 600,000 bins).

@@ -51,8 +51,8 @@ def write(
 
     Overwriting rule: an existing file is replaced only with ``overwrite=True``. The files the data
     were read from (``adata.uns['spotfill_io']``, set by :func:`spotfill.io.read`: the input, its
-    coordinates or selection table, a Space Ranger folder's matrix, positions and anything else inside
-    it) are protected even then, so results never replace the raw input by accident; replacing one
+    coordinates or selection table, a Space Ranger output's matrix and positions files) are protected
+    even then, so results never replace the raw input by accident; replacing one
     needs the explicit ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
 
     Parameters
@@ -132,12 +132,16 @@ def _check_table_size(n_obs: int, n_columns: int) -> None:
         raise InputError(msg)
 
 
-def _input_files(adata: AnnData) -> list[Path]:
-    """Return the files and folders :func:`spotfill.io.read` read ``adata`` from (``uns['spotfill_io']``)."""
-    info = adata.uns.get("spotfill_io")
+def input_files(info: object) -> list[Path]:
+    """Return the files (and Matrix Market folders) that :func:`spotfill.io.read` read, from ``uns['spotfill_io']``.
+
+    A Space Ranger read names its matrix and positions; the output folder itself is not an input
+    (results may be written, and rewritten, next to them).
+    """
     if not isinstance(info, dict):
         return []
-    values = [info.get(key) for key in ("path", "coords", "selection", "matrix", "positions")]
+    keys = ("coords", "selection", "matrix", "positions") + (("path",) if info.get("format") != "visium" else ())
+    values = [info.get(key) for key in keys]
     return [Path(str(v)).resolve() for v in values if v is not None and str(v) not in ("", "None")]
 
 
@@ -148,9 +152,9 @@ def _check_existing(adata: AnnData, target: Path, overwrite: bool | Literal["inp
         raise InputError(msg)
     if not target.exists():
         return
-    # the input: every file read (counts, coordinates, ST selection, Space Ranger matrix and positions)
-    # and anything inside an input folder
-    inputs = _input_files(adata)
+    # the input: every file read (counts, coordinates, ST selection, Space Ranger matrix and positions;
+    # a Matrix Market matrix is a folder of files)
+    inputs = input_files(adata.uns.get("spotfill_io"))
     if any(resolved == src or (src.is_dir() and resolved.is_relative_to(src)) for src in inputs):
         if overwrite != "input":
             msg = (

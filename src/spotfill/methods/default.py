@@ -842,8 +842,8 @@ class SpotfillModel(BaseImputer):
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
                     f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
                     "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection "
-                    "(and max_iter: without the selection the fit takes up to max_iter=150 updates, which "
-                    "over-fits shallow data; the selection typically stops after 20-80)."
+                    f"(and max_iter: without the selection the fit takes up to max_iter={self.max_iter} updates, "
+                    "which over-fits shallow data; the selection typically stops after 20-80)."
                 )
                 raise InputError(msg)
             if Xs.nnz and float(Xs.data.max()) > 2.0**53:

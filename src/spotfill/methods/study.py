@@ -180,7 +180,11 @@ class _StudyModel(BaseImputer):
         return config, device, Xs, train_m, val_m, self._penalty_graph(graph)
 
     def _check_graph_params(self, params: Mapping[str, Any]) -> None:
-        """Refuse a graph of several rings for ``graph_weights="rings"``, which adds the second ring itself."""
+        """Refuse a graph of several rings for ``graph_weights="rings"``, which adds the second ring itself.
+
+        Only graphs whose ``params`` record ``n_rings`` (spotfill's ``spatial_neighbors``) can be
+        checked; squidpy does not record it.
+        """
         if self.loss != "neighbour_errors" or self.graph_weights != "rings":
             return
         n_rings = params.get("n_rings", 1)

@@ -166,7 +166,8 @@ def _table(
                         f' <span class="failed">({ok} of {int(info["n_seeds"])} seeds; failed: '
                         f"{html.escape(str(info['error']))})</span>"
                     )
-                cls = ' class="best"' if col in best and np.isclose(mean, best[col], rtol=0, atol=0) else ""
+                is_best = col in best and mean == best[col] and not partial(col[0], method)
+                cls = ' class="best"' if is_best else ""
                 cells.append(f"<td{cls}>{text}</td>")
             elif info is not None and info["n_failed"]:
                 cells.append(f'<td class="failed">failed: {html.escape(str(info["error"]))}</td>')
@@ -196,7 +197,7 @@ def _cost_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(
         n_spots=("n_spots", "first"),
         mean=("value", lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan),
-        failed=("status", lambda s: bool((s == "failed").any())),
+        failed=("status", lambda s: bool((s == "failed").all())),  # partly failed: the ok seeds' mean
     ).reset_index()
     return out
 
