@@ -42,6 +42,8 @@ class Dataset:
         :func:`spotfill.spatial_neighbors`), passed to registry methods.
     labels
         ``obs['label']`` (object array, ``None``/NaN where unlabelled) or ``None``.
+    var_names
+        Gene names (``None`` when unknown).
     cache
         Splits and reference scores computed once per dataset (keyed by protocol and seed).
     """
@@ -51,6 +53,7 @@ class Dataset:
     coords: np.ndarray
     graph: sp.csr_matrix | None = None
     labels: np.ndarray | None = None
+    var_names: list[str] | None = None
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -132,7 +135,9 @@ def run_p3(ds: Dataset, call: Call, *, seed: int = 0, frac: float = 0.1) -> list
     dense ``n_spots x n_genes`` arrays of the truth and the predictions): ``rmse``, ``mae``,
     ``pearson``, ``spearman`` as in P1 and ``gene_pearson``, the median over genes of the per-gene
     Pearson correlation across the spots (genes constant there are left out). ``seconds`` is the
-    total and ``peak_mb`` the largest of the five calls.
+    total and ``peak_mb`` the largest of the five calls. Scoring holds the dense truth and
+    predictions (float64) and their temporaries, about 90 bytes per entry (1.6 GB for 3,639 spots x
+    5,000 genes), outside the measured calls.
     """
     folds = p3_folds(ds.shape[0], seed=seed)
     P = np.zeros(ds.shape, dtype=np.float64)

@@ -110,7 +110,8 @@ def load_dataset(
     if "label" in adata.obs:
         lab = adata.obs["label"]
         labels = np.asarray(lab.astype(object).where(lab.notna(), None))
-    return Dataset(name=name, X=X, coords=coords, graph=graph, labels=labels)
+    var_names = [str(v) for v in adata.var_names]
+    return Dataset(name=name, X=X, coords=coords, graph=graph, labels=labels, var_names=var_names)
 
 
 # --- calling a method ---------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str
         parts.append(f'<p class="note">Panels show the first {MAX_PANEL_METHODS} methods.</p>')
     mask = p1_mask(ds.X, frac=0.1, seed=seed)
     cols = np.asarray(spatially_variable_genes(ds.X, ds.graph, 3))
-    var_names = _var_names(path, ds.shape[1])
+    var_names = ds.var_names or [f"gene {i}" for i in range(ds.shape[1])]
     gene_names = [var_names[g] for g in cols]
 
     def domains(P) -> tuple[np.ndarray, float] | None:
@@ -282,17 +282,6 @@ def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str
     for note in dict.fromkeys(notes):
         parts.append(f'<p class="note">{html.escape(note)}</p>')
     return parts
-
-
-def _var_names(path: str | Path, n: int) -> list[str]:
-    try:
-        from anndata import read_h5ad
-
-        if str(path).endswith(".h5ad"):
-            return list(read_h5ad(path, backed="r").var_names)
-    except Exception:  # noqa: BLE001 - gene names are cosmetic
-        logger.debug("could not read gene names of %s", path)
-    return [f"gene {i}" for i in range(n)]
 
 
 def report(
