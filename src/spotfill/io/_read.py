@@ -80,8 +80,9 @@ def read(
           inside it (Visium; a Visium HD ``binned_outputs/square_008um/`` folder has the same layout):
           ``filtered_feature_bc_matrix.h5`` or the ``filtered_feature_bc_matrix/`` folder, plus
           ``spatial/tissue_positions.csv``, ``tissue_positions_list.csv`` or ``tissue_positions.parquet``
-          (the last needs pyarrow). Only in-tissue spots are kept; gene symbols become the
-          ``var_names``, made unique as scanpy does (``var['gene_ids']`` keeps the Ensembl ids);
+          (the last needs pyarrow: ``pip install "spotfill[hd]"``). Only in-tissue spots are kept; gene
+          symbols become the ``var_names``, made unique as scanpy does (``var['gene_ids']`` keeps the
+          Ensembl ids);
         - an original ST pipeline count table (``.tsv[.gz]``, rows = spots named ``XxY``,
           columns = genes; the other way round with ``transpose=True``), with its ``*_selection.tsv``
           spot file when found;
