@@ -136,7 +136,7 @@ def run_p3(ds: Dataset, call: Call, *, seed: int = 0, frac: float = 0.1) -> list
     ``pearson``, ``spearman`` as in P1 and ``gene_pearson``, the median over genes of the per-gene
     Pearson correlation across the spots (genes constant there are left out). ``seconds`` is the
     total and ``peak_mb`` the largest of the five calls. Scoring holds the dense truth and
-    predictions (float64) and their temporaries, about 90 bytes per entry (1.6 GB for 3,639 spots x
+    predictions (float64) and their temporaries, about 105 bytes per entry (1.9 GB for 3,639 spots x
     5,000 genes), outside the measured calls.
     """
     folds = p3_folds(ds.shape[0], seed=seed)

@@ -117,8 +117,9 @@ def read(
       selection file, the ``(x, y)`` of the spot names for ST without one, the ``x, y`` of ``coords``;
     - ``obs['array_row']``, ``obs['array_col']`` (int): the grid position where the format has one
       (for ST: ``array_col = x``, ``array_row = y``);
-    - ``uns['spotfill_io']``: ``{'format': ..., 'path': <absolute path>}`` (plus ``selection`` for ST and
-      ``coords`` when given), which :func:`spotfill.io.write` uses to protect the input file.
+    - ``uns['spotfill_io']``: ``{'format': ..., 'path': <absolute path>}`` (plus ``selection`` for ST,
+      ``matrix`` and ``positions`` for Space Ranger, ``coords`` when given): the files
+      :func:`spotfill.io.write` protects (a Space Ranger folder itself is not).
 
     Raises
     ------

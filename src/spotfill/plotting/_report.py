@@ -300,10 +300,13 @@ def report(
     results
         The results of :func:`spotfill.benchmark.run_benchmark` (DataFrame or its CSV).
     data
-        Datasets (``.h5ad`` or ``"synthetic:N_SPOTSxN_GENES"``) for the data panels: spatial maps
-        of three highly variable genes (raw and each method), predicted-vs-true density and error
-        histogram on the P1 held-out entries (``seed``), and P4 domains next to the expert labels.
-        The methods are re-run in this process for these panels (at most six of them).
+        Datasets (any format :func:`spotfill.read` reads without options, or
+        ``"synthetic:N_SPOTSxN_GENES"``) for the data panels: spatial maps (``log1p`` counts per
+        10,000 of each spot) of the three genes with the largest Moran's I over the spatial graph
+        (raw and each method), predicted-vs-true density and error histogram on the P1 held-out
+        entries (``seed``), and P4 domains next to the expert labels. The methods are re-run in this
+        process for these panels (at most six of them); a prediction the benchmark would reject is
+        reported as failed, not drawn.
     out
         HTML file to write (``.html``; atomically: a temporary file renamed into place; its folder is
         created). It may not be the results file or one of the ``data`` files.
@@ -316,10 +319,12 @@ def report(
 
     Returns
     -------
-    The path written. The page holds, per dataset, a summary table (mean ± sd over seeds, the best
-    value of each metric highlighted: lowest for ``rmse``, ``mae``, ``nll``, ``seconds``,
-    ``peak_mb``, highest for ``pearson``, ``spearman``, ``gene_pearson``, ``ari``), a cost table,
-    one bar chart per protocol, a cost figure, and the data panels; every image is an embedded PNG.
+    The path written. The page holds, per dataset, a summary table (mean ± sd over the seeds that
+    succeeded; the best value of each metric highlighted: lowest for ``rmse``, ``mae``,
+    ``rmse_counts``, ``nll``, ``seconds``, ``peak_mb``, highest for ``pearson``, ``spearman``,
+    ``gene_pearson``, ``ari``; a cell with failed seeds says "k of n seeds; failed: ..." and is
+    never highlighted; a skipped protocol shows its reason), a cost table, one bar chart per
+    protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
     inputs = [results, *(data or ())]
     out = check_output_file(
