@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_read_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--transpose", action="store_true", help="count tables (generic or ST): rows are genes, columns spots")
+        p.add_argument(
+            "--transpose", action="store_true", help="count tables (generic or ST): rows are genes, columns spots"
+        )
         p.add_argument("--coords", help="generic tables: a CSV/TSV of spot coordinates (spot, x, y)")
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
@@ -212,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")
     p.add_argument("results")
-    p.add_argument("--data", nargs="*", default=None, help="datasets (any format spotfill reads without options) for spatial maps, P1 and P4 panels")
+    p.add_argument(
+        "--data",
+        nargs="*",
+        default=None,
+        help="datasets (any format spotfill reads without options) for spatial maps, P1 and P4 panels",
+    )
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.set_defaults(func=_cmd_report)
