@@ -279,3 +279,29 @@ def test_impute_refuses_an_unwritable_folder_or_an_oversized_table_before_imputi
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != h5ad.parent and real_access(path, mode))
     assert main(["impute", str(h5ad), str(h5ad.with_name("o.h5ad"))]) == 2
     assert "no permission to create files in" in one_line_error(capsys, 2)
+
+
+def test_benchmark_and_report_take_a_counts_layer_and_a_table_with_coords(h5ad, tmp_path, capsys):
+    adata = ad.read_h5ad(h5ad)
+    layered = ad.AnnData(np.log1p(adata.X.toarray()), obs=adata.obs, var=adata.var, obsm=adata.obsm)
+    layered.layers["counts"] = adata.X.copy()
+    layered.write_h5ad(tmp_path / "layered.h5ad")
+    args = ["--protocol", "p2", "--methods", "raw,spatial_knn", "--in-process"]
+    assert (
+        main(
+            ["benchmark", str(tmp_path / "layered.h5ad"), "--layer", "counts", *args, "--out", str(tmp_path / "l.csv")]
+        )
+        == 0
+    )
+    assert main(["benchmark", str(h5ad), *args, "--out", str(tmp_path / "h.csv")]) == 0
+    nll = [pd.read_csv(tmp_path / f).query("metric == 'nll'")["value"].to_numpy() for f in ("l.csv", "h.csv")]
+    np.testing.assert_allclose(nll[0], nll[1], rtol=1e-12)  # the counts layer, not the log values in X
+    table, coords = tmp_path / "counts.csv", tmp_path / "xy.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(table)
+    pd.DataFrame(adata.obsm["spatial"], index=adata.obs_names, columns=["x", "y"]).to_csv(coords)
+    report_args = ["--data", str(table), "--coords", str(coords), "--out", str(tmp_path / "r.html")]
+    assert main(["report", str(tmp_path / "h.csv"), *report_args]) == 0
+    text = (tmp_path / "r.html").read_text()
+    assert "Data: counts.csv (30 spots x 6 genes)" in text
+    assert "counts.csv is not a dataset of the results table above" in text  # the results are of in.h5ad
+    capsys.readouterr()

@@ -121,6 +121,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         overwrite=args.overwrite,
         read_options=_read_options(args),
+        layer=args.layer,
     )
     print(f"wrote {args.out}")
     return 0
@@ -129,7 +130,14 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .plotting import report
 
-    report(args.results, data=args.data, out=args.out, overwrite=args.overwrite)
+    report(
+        args.results,
+        data=args.data,
+        out=args.out,
+        overwrite=args.overwrite,
+        read_options=_read_options(args),
+        layer=args.layer,
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -209,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
     p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out")
     p.add_argument("--timeout", type=float, default=None, help="seconds per method call (recorded as failed)")
+    p.add_argument("--layer", default=None, help="the layer holding the raw counts (default X)")
     add_read_options(p)
     p.set_defaults(func=_cmd_benchmark)
 
@@ -222,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
+    p.add_argument("--layer", default=None, help="--data: the layer holding the raw counts (default X)")
+    add_read_options(p)
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -137,5 +137,17 @@ def test_genes_by_spots_table_with_transpose(tmp_path):
         assert adata.obs_names.tolist() == spots
         np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
         np.testing.assert_array_equal(adata.obsm["spatial"], [[10, 13], [11, 13], [10, 14], [12, 15]])
-    with pytest.raises(spotfill.InputError, match="coords"):  # without transpose, the spots are not recognised
+    with pytest.raises(spotfill.InputError, match="read it with transpose=True"):  # spots not recognised without
         read(path)
+
+
+def test_a_table_read_in_the_wrong_orientation_is_told_to_flip(tmp_path):
+    spots = ["10x13", "11x13", "10x14", "12x15"]
+    lines = ["\t" + "\t".join(spots)]
+    lines += [f"{gene}\t" + "\t".join(map(str, COUNTS[:, j])) for j, gene in enumerate(["GeneA", "GeneB", "GeneC"])]
+    genes_by_spots = write_table(tmp_path / "run" / "T.tsv", "\n".join(lines) + "\n")
+    with pytest.raises(spotfill.InputError, match=r"columns are ST spot positions .*read it with transpose=True"):
+        read(genes_by_spots)
+    spots_by_genes = write_table(tmp_path / "run" / "S1.tsv")
+    with pytest.raises(spotfill.InputError, match=r"rows are ST spot positions .*read it without transpose=True"):
+        read(spots_by_genes, transpose=True)

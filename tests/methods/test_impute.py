@@ -303,13 +303,16 @@ def test_key_added_never_overwrites_the_input_or_foreign_entries(adata):
     for genes in (None, ["g0"]):  # obsm['spatial'] / uns['spatial'] belong to scanpy and squidpy
         with pytest.raises(InputError, match="key_added='spatial' is reserved"):
             impute(adata, "mean", genes=genes, key_added="spatial")
+    for key in ("spatial_neighbors", "expr_connectivities", "my_distances"):  # a graph's names, even before one exists
+        with pytest.raises(InputError, match="ends like the names of neighbour graphs"):
+            impute(adata, "mean", key_added=key)
     adata.obsm["mine"] = np.zeros((adata.n_obs, 2))
     with pytest.raises(InputError, match=r"overwrite adata\.obsm\['mine'\]"):
         impute(adata, "mean", key_added="mine")  # a layer named like someone's obsm entry: refused too
     with pytest.raises(InputError, match=r"overwrite adata\.layers\['counts'\]"):
         impute(adata, "mean", key_added="counts")
     # the graph impute builds writes uns['spatial_neighbors']: that key is refused too
-    with pytest.raises(InputError, match=r"overwrite adata\.uns\['spatial_neighbors'\]"):
+    with pytest.raises(InputError, match=r"ends like the names of neighbour graphs"):
         impute(adata, "spatial_knn", use_graph=True, key_added="spatial_neighbors")
     with pytest.raises(InputError, match="non-empty string"):
         impute(adata, "mean", key_added="")
@@ -378,3 +381,11 @@ def test_apply_mask_by_hand():
     assert apply_mask(X, np.array([[False, True, False], [True, False, False]])) is X
     with pytest.raises(InputError, match="mask has shape"):
         apply_mask(X, np.ones((3, 2), dtype=bool))
+
+
+def test_a_non_integer_layer_is_warned_about(adata, caplog):
+    adata.layers["lognorm"] = np.log1p(sp.csr_matrix(adata.X, dtype=np.float32))
+    with caplog.at_level("WARNING", logger="spotfill"):
+        impute(adata, "mean", layer="lognorm")
+    assert "layer 'lognorm' holds" in caplog.text
+    assert "non-integer values" in caplog.text

@@ -66,13 +66,18 @@ def _dataset_name(adata: AnnData, index: int) -> str:
 
 
 def load_dataset(
-    data: str | Path | AnnData, *, index: int = 0, read_options: Mapping[str, Any] | None = None
+    data: str | Path | AnnData,
+    *,
+    index: int = 0,
+    read_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
 ) -> Dataset:
     """Load one benchmark dataset.
 
     ``data`` is a file :func:`spotfill.read` understands (``read_options``, e.g.
     ``{"coords": "xy.csv"}``, are passed to it), an AnnData, or ``"synthetic:N_SPOTSxN_GENES"``
-    (:func:`spotfill.datasets.synthetic` with seed 0).
+    (:func:`spotfill.datasets.synthetic` with seed 0). ``layer`` names the layer holding the raw
+    counts (default ``X``).
 
     The spatial graph is built by :func:`spotfill.spatial_neighbors` (array grid when
     ``obs['array_row'/'array_col']`` exist, else 6 nearest neighbours) on a copy that holds only
@@ -100,7 +105,13 @@ def load_dataset(
 
             adata = read(text, **(read_options or {}))
             name = Path(text).name.removesuffix(".h5ad")
-    X = check_counts(adata.X, require_integer=False, name=f"X of {name}")
+    if layer is not None and layer not in adata.layers:
+        msg = f"{name} has no layer {layer!r} (--layer); its layers: {sorted(adata.layers) or 'none'}."
+        raise InputError(msg)
+    counts = adata.X if layer is None else adata.layers[layer]
+    X = check_counts(
+        counts, require_integer=False, name=f"X of {name}" if layer is None else f"layer {layer!r} of {name}"
+    )
     coords = get_coords(adata)
     shell = AnnData(obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy())
     shell.obsm["spatial"] = coords
@@ -369,6 +380,7 @@ def run_benchmark(
     progress: bool = True,
     overwrite: bool = True,
     read_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
 ) -> pd.DataFrame:
     """Score methods on datasets with the protocols of ``BENCHMARK.md``.
 
@@ -412,6 +424,9 @@ def run_benchmark(
         Options of :func:`spotfill.read` for the ``data`` files, e.g. ``{"coords": "xy.csv"}`` for a
         count table whose coordinates are in another file (``coords`` needs a single file). Its
         files count as inputs: ``out`` may not name them.
+    layer
+        The layer of every dataset that holds the raw counts (default ``X``; scanpy's usual layout
+        keeps them in ``layers["counts"]``).
 
     Returns
     -------
@@ -468,7 +483,7 @@ def run_benchmark(
     ds: Dataset | None = None
     for n_job, (i, seed, name) in enumerate(_progress(jobs, enabled=progress, desc="benchmark", unit="run")):
         if ds is None or ds.cache.get("index") != i:
-            ds = load_dataset(data[i], index=i, read_options=read_options)
+            ds = load_dataset(data[i], index=i, read_options=read_options, layer=layer)
             ds.cache["index"] = i
             logger.info("dataset %s: %d spots x %d genes", ds.name, *ds.shape)
         call = make_caller(name, ds, seed=seed, isolate=isolate, timeout=timeout)

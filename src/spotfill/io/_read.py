@@ -165,7 +165,7 @@ def read(
         info["coords"] = str(Path(coords).resolve())
     adata.uns["spotfill_io"] = info
     if validate:
-        _validate(adata, src, fmt)
+        _validate(adata, src, fmt, transpose=transpose)
     logger.info("read %s (%s): %d spots x %d genes", src, fmt, adata.n_obs, adata.n_vars)
     return adata
 
@@ -187,7 +187,7 @@ def _check_options(fmt: str, *, transpose: bool, coords: object, selection: obje
         raise InputError(msg)
 
 
-def _validate(adata: AnnData, src: Path, fmt: str) -> None:
+def _validate(adata: AnnData, src: Path, fmt: str, *, transpose: bool = False) -> None:
     try:
         X = check_counts(adata.X, require_integer=False, name="the count matrix")
         check_unique_names(adata)
@@ -208,6 +208,9 @@ def _validate(adata: AnnData, src: Path, fmt: str) -> None:
             if fmt in ("table", "h5ad")
             else "check that the positions file belongs to this data"
         )
+        if fmt == "table" and src.is_file() and looks_like_st(src, transpose=not transpose):
+            flag = "without transpose=True (--transpose)" if transpose else "with transpose=True (--transpose)"
+            fix = f"its {'rows' if transpose else 'columns'} are ST spot positions ('XxY'): read it {flag}"
         msg = f"{src} has no spot coordinates (adata.obsm['spatial'] is missing){hint}: {fix}."
         raise InputError(msg)
     try:

@@ -220,7 +220,13 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         )
         raise InputError(msg)
     if not common.all():
-        logger.warning("%d of %d spots have no coordinates in %s and are dropped", (~common).sum(), common.size, coords)
+        logger.warning(
+            "%d of %d spots have no coordinates in %s and are dropped (e.g. %s)",
+            (~common).sum(),
+            common.size,
+            coords,
+            ", ".join(map(str, adata.obs_names[~common][:3])),
+        )
         adata = adata[common].copy()
     rows = table.loc[adata.obs_names]
     try:

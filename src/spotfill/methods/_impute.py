@@ -114,6 +114,15 @@ def impute(
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
+    if X.nnz and not np.array_equal(X.data, np.round(X.data)):
+        frac = X.data[X.data != np.round(X.data)]
+        logger.warning(
+            "%s holds %d non-integer values (e.g. %.4g): spotfill's methods model raw counts, and results are on "
+            "the scale of their input; if these are normalised or log values, pass the raw counts (layer=, --layer)",
+            "adata.X" if layer is None else f"layer {layer!r}",
+            frac.size,
+            frac[0],
+        )
     if method is None:
         method = _resolve_default()
     if isinstance(method, BaseImputer):
@@ -172,6 +181,7 @@ def impute(
 
 # names scanpy and squidpy give their own meaning in uns/obsm (images and scale factors, coordinates)
 _RESERVED_KEYS = frozenset({"spatial"})
+_GRAPH_SUFFIXES = ("_neighbors", "_connectivities", "_distances")
 
 
 def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) -> None:
@@ -191,6 +201,12 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
         msg = (
             f"key_added={key!r} is reserved: scanpy and squidpy keep coordinates in obsm['spatial'] and images "
             "in uns['spatial']; choose another key_added."
+        )
+        raise InputError(msg)
+    if key.endswith(_GRAPH_SUFFIXES):
+        msg = (
+            f"key_added={key!r} ends like the names of neighbour graphs (obsp['<key>_connectivities'], "
+            "uns['<key>_neighbors'], which scanpy and squidpy write and overwrite); choose another key_added."
         )
         raise InputError(msg)
     old = result_slot(adata, key)

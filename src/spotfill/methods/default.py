@@ -841,9 +841,10 @@ class SpotfillModel(BaseImputer):
                 msg = (
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
                     f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
-                    "counts layer: layer=...), or fix n_latent, smooth and smooth_steps to skip the selection "
-                    f"(and max_iter: without the selection the fit takes up to max_iter={self.max_iter} updates, "
-                    "which over-fits shallow data; the selection typically stops after 20-80)."
+                    "counts layer: layer=..., --layer). Only for non-integer expected counts (e.g. ambient-"
+                    "corrected), never for normalised or log values, fix n_latent, smooth and smooth_steps to skip "
+                    f"the selection, and max_iter (without the selection the fit takes up to {self.max_iter} "
+                    "updates, which over-fits shallow data; the selection typically stops after 20-80)."
                 )
                 raise InputError(msg)
             if Xs.nnz and float(Xs.data.max()) > 2.0**53:

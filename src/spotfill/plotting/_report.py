@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,7 +212,15 @@ def _per_10k(P, cols: np.ndarray) -> np.ndarray:
     return block * scale[:, None]
 
 
-def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str]:
+def _data_panels(
+    path: str | Path,
+    methods: list[str],
+    *,
+    seed: int,
+    read_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
+    benchmarked: Sequence[str] = (),
+) -> list[str]:
     """Re-run ``methods`` in-process on one dataset and draw maps, density, errors and domains.
 
     Each method's full prediction is reduced (three genes, its P1 held-out values, its clusters) before
@@ -223,8 +232,13 @@ def _data_panels(path: str | Path, methods: list[str], *, seed: int) -> list[str
     from ..benchmark._metrics import domain_ari, take_entries
     from ..benchmark._runner import load_dataset
 
-    ds = load_dataset(path)
+    ds = load_dataset(path, read_options=read_options, layer=layer)
     parts = [f"<h2>Data: {html.escape(ds.name)} ({ds.shape[0]} spots x {ds.shape[1]} genes)</h2>"]
+    if ds.name not in benchmarked:
+        parts.append(
+            f'<p class="note">{html.escape(ds.name)} is not a dataset of the results table above '
+            f"({html.escape(', '.join(benchmarked))}): these panels come from running the methods on it here.</p>"
+        )
     names = [m for m in methods if m != "raw"][:MAX_PANEL_METHODS]
     if len([m for m in methods if m != "raw"]) > MAX_PANEL_METHODS:
         parts.append(f'<p class="note">Panels show the first {MAX_PANEL_METHODS} methods.</p>')
@@ -292,6 +306,8 @@ def report(
     methods: Sequence[str] | None = None,
     seed: int = 0,
     overwrite: bool = True,
+    read_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
 ) -> Path:
     """Write the benchmark report: one self-contained HTML file.
 
@@ -316,6 +332,10 @@ def report(
         Seed of the P1 split and of the methods in the data panels.
     overwrite
         Replace an existing ``out`` (``False``: refuse it before any work; the command line's default).
+    read_options
+        Options of :func:`spotfill.read` for the ``data`` files (e.g. ``{"coords": "xy.csv"}``).
+    layer
+        The layer of the ``data`` files that holds the raw counts (default ``X``).
 
     Returns
     -------
@@ -326,7 +346,11 @@ def report(
     never highlighted; a skipped protocol shows its reason), a cost table, one bar chart per
     protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
-    inputs = [results, *(data or ())]
+    read_options = dict(read_options or {})
+    if read_options.get("coords") is not None and len(data or ()) != 1:
+        msg = f"coords= (--coords) names the coordinates of one count table, but {len(data or ())} --data were given."
+        raise InputError(msg)
+    inputs = [results, *(data or ()), *([read_options["coords"]] if read_options.get("coords") is not None else [])]
     out = check_output_file(
         out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite
     )
@@ -377,7 +401,16 @@ def report(
         parts.append(f"<h2>Cost: wall time and peak memory of the method call ({which})</h2>")
         parts.append(_img(cost_figure(cost), "cost"))
     for path in data or ():
-        parts.extend(_data_panels(path, list(methods) if methods is not None else all_methods, seed=seed))
+        parts.extend(
+            _data_panels(
+                path,
+                list(methods) if methods is not None else all_methods,
+                seed=seed,
+                read_options=read_options,
+                layer=layer,
+                benchmarked=datasets,
+            )
+        )
     parts.append("</body></html>")
 
     with atomic_path(out) as tmp:
