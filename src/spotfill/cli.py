@@ -33,7 +33,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .io import read, summarize
 
     adata = read(args.path, **_read_options(args))
-    for key, value in summarize(adata, path=args.path).items():
+    for key, value in summarize(adata, path=args.path, layer=args.layer).items():
         print(f"{key}: {value}")
     return 0
 
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
     p.add_argument("path")
+    p.add_argument("--layer", default=None, help="describe this layer (e.g. raw counts) instead of X")
     add_read_options(p)
     p.set_defaults(func=_cmd_info)
 

@@ -109,3 +109,16 @@ def test_uses_the_graph_module_when_present(monkeypatch):
     assert out["grid"] == "square (ST-like)"
     assert out["neighbours per spot (order 1)"] == "min 0, median 1, max 3"  # degrees 1 3 1 1 0
     assert seen["n_vars"] == 1
+
+
+def test_a_counts_layer_is_described_instead_of_x(no_graph):
+    a = make(SQUARE)
+    a.layers["counts"] = a.X.copy()
+    a.X = np.log1p(a.X)
+    assert summarize(a)["counts"] == "non-integer values (raw counts expected)"
+    out = summarize(a, layer="counts")
+    assert out["matrix"] == "layers['counts']"
+    assert out["counts"] == "integers"
+    assert out["total counts per spot (median)"] == summarize(make(SQUARE))["total counts per spot (median)"]
+    with pytest.raises(spotfill.InputError, match="layer 'raw' .*available layers: \\['counts'\\]"):
+        summarize(a, layer="raw")

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._errors import SpotfillError
+from .._errors import InputError, SpotfillError
 
 __all__ = ["summarize"]
 
@@ -30,7 +30,9 @@ _OFFSETS = {
 _MAX_LABELS = 12
 
 
-def summarize(adata: AnnData, *, path: str | os.PathLike[str] | None = None) -> dict[str, object]:
+def summarize(
+    adata: AnnData, *, path: str | os.PathLike[str] | None = None, layer: str | None = None
+) -> dict[str, object]:
     """Describe ``adata`` in a few printable lines: format, size, sparsity, grid, neighbours, labels, layers.
 
     Nothing is densified; the neighbour count builds the default spatial graph on a copy holding
@@ -42,6 +44,8 @@ def summarize(adata: AnnData, *, path: str | os.PathLike[str] | None = None) -> 
         The data, typically from :func:`spotfill.io.read`.
     path
         The file or folder the data came from (default: ``uns['spotfill_io']['path']`` when present).
+    layer
+        Describe ``layers[layer]`` (e.g. raw counts kept in ``layers["counts"]``) instead of ``X``.
 
     Returns
     -------
@@ -60,7 +64,12 @@ def summarize(adata: AnnData, *, path: str | os.PathLike[str] | None = None) -> 
         out["path"] = str(where)
     out["spots x genes"] = f"{adata.n_obs} x {adata.n_vars}"
 
-    X = adata.X
+    if layer is not None and layer not in adata.layers:
+        msg = f"layer {layer!r} (--layer) not found; available layers: {sorted(adata.layers) or 'none'}."
+        raise InputError(msg)
+    if layer is not None:
+        out["matrix"] = f"layers[{layer!r}]"
+    X = adata.X if layer is None else adata.layers[layer]
     n_entries = adata.n_obs * adata.n_vars
     if X is not None and n_entries:
         nnz = int(X.count_nonzero()) if sp.issparse(X) else int(np.count_nonzero(np.asarray(X)))
