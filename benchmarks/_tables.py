@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 from spotfill._files import atomic_path, write_csv
@@ -16,3 +18,9 @@ def write_markdown(md: str | Path, text: str, *, csv: str | Path) -> None:
     with atomic_path(md) as tmp:
         tmp.write_text(text, encoding="utf-8")
     print(f"wrote {csv} and {md}")
+
+
+def command_line() -> str:
+    """This script's command as run (every option given, shell-quoted), for the "Generated ... by" lines."""
+    script = Path(sys.argv[0])
+    return shlex.join(["python", f"benchmarks/{script.name}", *sys.argv[1:]])

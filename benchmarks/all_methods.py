@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _tables import write_csv, write_markdown
+from _tables import command_line, write_csv, write_markdown
 
 from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
@@ -114,10 +113,7 @@ def main() -> None:
         write_csv(pd.concat(frames, ignore_index=True), csv)
     df = pd.concat(frames, ignore_index=True)
     write_csv(df, csv)
-    command = f"python benchmarks/all_methods.py --methods {shlex.quote(args.methods)} --seeds {args.seeds}" + (
-        " --in-process" if args.in_process else ""
-    )
-    write_markdown(args.md, markdown(df, command=command), csv=csv)
+    write_markdown(args.md, markdown(df, command=command_line()), csv=csv)
 
 
 if __name__ == "__main__":

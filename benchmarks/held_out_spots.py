@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from _tables import write_csv, write_markdown
+from _tables import command_line, write_csv, write_markdown
 
 from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
@@ -66,8 +65,7 @@ def main() -> None:
         frames.append(run_benchmark([path], protocols=["p3"], methods=methods, seeds=[0], timeout=args.timeout))
         write_csv(pd.concat(frames, ignore_index=True), csv)
     df = pd.concat(frames, ignore_index=True)
-    command = f"python benchmarks/held_out_spots.py --methods {shlex.quote(args.methods)}"
-    write_markdown(args.md, markdown(df, command=command), csv=csv)
+    write_markdown(args.md, markdown(df, command=command_line()), csv=csv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _tables import write_markdown
 
+from spotfill._params import split_top_level
 from spotfill.benchmark import scale_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--csv", default=str(ROOT / "benchmarks" / "results" / "scale_series.csv"))
     parser.add_argument("--md", default=str(ROOT / "docs" / "_sections" / "scale_series.md"))
     args = parser.parse_args()
-    methods = [m for m in args.methods.split(",") if m]
+    methods = split_top_level(args.methods)
     sizes = [int(s) for s in args.sizes.split(",")]
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     df = scale_series(methods, sizes=sizes, n_genes=args.genes, timeout=args.timeout, out=args.csv)

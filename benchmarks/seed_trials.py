@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _tables import write_markdown
+from _tables import command_line, write_markdown
 
+from spotfill._params import split_top_level
 from spotfill.benchmark import run_benchmark
 from spotfill.methods import list_methods
 from spotfill.plotting import summarize
@@ -200,7 +201,7 @@ def main() -> None:
     parser.add_argument("--report", default=None, help="also write an HTML report there")
     args = parser.parse_args()
 
-    methods = args.methods.split(",") if args.methods else default_methods()
+    methods = split_top_level(args.methods) if args.methods else default_methods()
     df = run_benchmark(
         args.data,
         protocols=["p1"],
@@ -210,10 +211,7 @@ def main() -> None:
         isolate=not args.in_process,
         timeout=args.timeout,
     )
-    command = "python benchmarks/seed_trials.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("timeout", args.timeout))
-    )
-    write_markdown(args.md, markdown(df, command=command), csv=args.csv)
+    write_markdown(args.md, markdown(df, command=command_line()), csv=args.csv)
     if args.report:
         from spotfill.plotting import report
 

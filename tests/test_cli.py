@@ -72,6 +72,28 @@ def test_parse_params():
     for bad in ("k", "=3"):
         with pytest.raises(spotfill.SpotfillError, match="--param expects KEY=VALUE"):
             _parse_params([bad])
+    # shell/YAML spellings: the string "false" would read as true
+    assert _parse_params(["a=false", "b=TRUE", "c=none", "d=Null", "e='false'"]) == {
+        "a": False,
+        "b": True,
+        "c": None,
+        "d": None,
+        "e": "false",
+    }
+
+
+def test_flags_take_booleans_only_and_bad_values_stop_a_benchmark_before_it_starts(h5ad, tmp_path, capsys):
+    out = tmp_path / "o.h5ad"
+    assert main(["impute", str(h5ad), str(out), "--method", "spatial_knn", "--param", "keep_observed=false"]) == 0
+    assert not ad.read_h5ad(out).uns["imputed_spatial_knn"]["params"]["keep_observed"]  # False, not "false"
+    for spec, message in (
+        ("knn[include_self=no]", "include_self must be True or False, got 'no'"),
+        ("spotfill[gene_prior=-1]", "gene_prior must be a number >= 0"),
+        ("nmf[loss=mae]", "loss must be one of"),
+    ):
+        assert main(["benchmark", str(h5ad), "--methods", spec, "--out", str(tmp_path / "r.csv")]) == 2
+        assert message in one_line_error(capsys, 2)
+        assert not (tmp_path / "r.csv").exists()
 
 
 def test_impute_end_to_end(h5ad, capsys):

@@ -18,8 +18,17 @@ __all__ = ["parse_method_spec", "parse_params", "parse_value", "split_top_level"
 _SPEC = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
 
 
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def parse_value(text: str) -> Any:
-    """Read ``text`` as a Python literal (``5``, ``0.5``, ``True``, ``None``), else return it unchanged."""
+    """Read ``text`` as a Python literal (``5``, ``0.5``, ``True``, ``None``), else return it unchanged.
+
+    ``true``/``false``/``none`` (any case, as shells and YAML write them) are the booleans and
+    ``None``: left as strings they would read as true.
+    """
+    if text.strip().lower() in _WORDS:
+        return _WORDS[text.strip().lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

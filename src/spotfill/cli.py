@@ -170,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--method", default=None, help="method name (default: the recommended method)")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method parameter (repeatable); values are numbers, strings, true/false or none",
+    )
     p.add_argument("--key-added", default=None, help="output layer name (default imputed_<method>)")
     p.add_argument("--layer", default=None, help="input layer with raw counts (default X)")
     p.add_argument(

@@ -149,8 +149,8 @@ def resolve_method(name: str) -> BenchMethod:
         )
         raise InputError(msg) from None
 
-    if params:
-        make_method(name, **params)  # unknown or invalid parameters fail now, with the estimator's message
+    if params:  # unknown parameters and invalid values fail now, with the estimator's message
+        make_method(name, **params)._check_values()
 
     def call(X: sp.csr_matrix, *, coords: np.ndarray, graph: sp.csr_matrix | None, seed: int):
         return make_method(name, seed=seed, **params).fit_transform(X, graph=graph, coords=coords)

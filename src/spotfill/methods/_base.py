@@ -153,6 +153,7 @@ class BaseImputer(BaseEstimator):
         The fitted estimator.
         """
         check_seed(self.get_params().get("seed", 0))
+        self._check_flags()
         Xc = check_counts(X, require_integer=False)
         mask = as_mask(mask, Xc.shape)
         Xc = apply_mask(Xc, mask)
@@ -265,6 +266,19 @@ class BaseImputer(BaseEstimator):
     def _selected_params(self) -> dict[str, Any]:
         """Values the fit chose for parameters given as ``"auto"`` (recorded by :func:`spotfill.impute`)."""
         return {}
+
+    def _check_values(self) -> None:
+        """Check the parameters' values without data (before a long benchmark); more checks run in ``fit``."""
+        self._check_flags()
+
+    def _check_flags(self) -> None:
+        """Refuse a non-boolean value for a parameter whose default is a boolean (``"false"`` reads as true)."""
+        defaults = inspect.signature(type(self).__init__).parameters
+        for name, value in self.get_params(deep=False).items():
+            default = defaults[name].default if name in defaults else None
+            if isinstance(default, bool) and not isinstance(value, bool | np.bool_):
+                msg = f"{type(self).__name__}: {name} must be True or False, got {value!r}."
+                raise InputError(msg)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "n_obs_")

@@ -744,6 +744,10 @@ class SpotfillModel(BaseImputer):
         self.progress = progress
 
     # --- validation ----------------------------------------------------------------------------
+    def _check_values(self) -> None:
+        super()._check_values()
+        self._check_params(2**62, 2**62)  # every check but those against the data's shape
+
     def _check_params(self, n_obs: int, n_vars: int) -> None:
         if self.n_latent != "auto" and not (is_int(self.n_latent) and self.n_latent >= 1):
             msg = f"n_latent must be a positive integer or 'auto', got {self.n_latent!r}."

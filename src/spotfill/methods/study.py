@@ -179,6 +179,10 @@ class _StudyModel(BaseImputer):
             raise InputError(msg)
         return config, device, Xs, train_m, val_m, self._penalty_graph(graph)
 
+    def _check_values(self) -> None:
+        super()._check_values()
+        self._check_options()
+
     def _check_graph_params(self, params: Mapping[str, Any]) -> None:
         """Refuse a graph of several rings for ``graph_weights="rings"``, which adds the second ring itself.
 
