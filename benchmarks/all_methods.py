@@ -7,7 +7,7 @@ Usage::
 
 P1 runs every seed given; P2 and P4 run seed 0 (as in BENCHMARK.md's tables). Each method call runs in
 its own process. Results are appended per dataset to the CSV (re-running with ``--resume`` skips
-(dataset, method) pairs already present), and the Markdown has one table per dataset in the layout of
+(dataset, method) pairs whose every requested seed ran ok), and the Markdown has one table per dataset in the layout of
 the issue tracker's peer tables: P1 RMSE and Pearson (mean ± sd over seeds), mean log1p at true zeros,
 P2 Poisson NLL, P4 ARI (raw data's ARI in the header) and the wall time of one P2 call.
 """
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--csv", default=str(ROOT / "benchmarks" / "results" / "all_methods.csv"))
     parser.add_argument("--md", default=str(ROOT / "docs" / "_sections" / "all_methods.md"))
     parser.add_argument("--in-process", action="store_true", help="no process per call (faster; memory not isolated)")
-    parser.add_argument("--resume", action="store_true", help="keep rows already in --csv, skip their pairs")
+    parser.add_argument("--resume", action="store_true", help="keep --csv rows; skip pairs whose every seed ran ok")
     args = parser.parse_args()
 
     methods = split_top_level(args.methods)
@@ -100,9 +100,13 @@ def main() -> None:
     for path in args.data:
         name = Path(path).stem
         todo = methods
-        if old is not None:
-            done = set(old.loc[old["dataset"] == name, "method"])
+        if old is not None:  # a pair is done when every requested seed ran ok
+            mine = old[old["dataset"] == name]
+            ok = mine[mine["status"] == "ok"].groupby("method")["seed"].agg(set)
+            done = {m for m in methods if m in ok.index and set(seeds) <= ok[m]}
             todo = [m for m in methods if m not in done]
+            frames[0] = old[~((old["dataset"] == name) & old["method"].isin(todo))]  # re-run pairs start afresh
+            old = frames[0]
         if not todo:
             continue
         parts = [

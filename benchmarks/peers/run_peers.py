@@ -34,8 +34,8 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], out: Path, pr
         for method in methods:
             for seed in seeds:
                 csv = out / f"{ds}__{method}__seed{seed}.csv"
-                if csv.exists():
-                    logging.info("skip %s (exists)", csv)
+                if csv.exists() and (pd.read_csv(csv)["status"] == "ok").all():
+                    logging.info("skip %s (exists, all ok)", csv)
                     continue
                 prots = protocols if seed == 0 else ["p1"]
                 t0 = time.perf_counter()
