@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
 
     methods = split_top_level(args.methods)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     csv = Path(args.csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
     old = pd.read_csv(csv) if args.resume and csv.exists() else None

@@ -206,7 +206,7 @@ def main() -> None:
         args.data,
         protocols=["p1"],
         methods=methods,
-        seeds=[int(s) for s in args.seeds.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
         out=args.csv,
         isolate=not args.in_process,
         timeout=args.timeout,

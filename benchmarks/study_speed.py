@@ -5,10 +5,10 @@ Run: nice -n 5 /work/venv/bin/python benchmarks/study_speed.py [dataset] ; numbe
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
-import sys
 import time
 
 import anndata as ad
@@ -41,4 +41,6 @@ def main(name: str = "dlpfc_151673") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", default="dlpfc_151673", help="name of a file in ../shared/data/h5ad")
+    main(parser.parse_args().dataset)
