@@ -15,7 +15,7 @@ from ._errors import InputError
 
 __all__ = ["parse_method_spec", "parse_params", "parse_value", "split_top_level"]
 
-_SPEC = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
+_SPEC = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<params>.*)\]$", re.DOTALL)
 
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None}
@@ -53,23 +53,35 @@ def parse_params(items: list[str] | tuple[str, ...], *, usage: str) -> dict[str,
     return params
 
 
+_CLOSE = {"[": "]", "(": ")"}
+
+
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split ``text`` at ``sep`` outside square brackets; strip the parts and drop empty ones."""
+    """Split ``text`` at ``sep`` outside brackets, parentheses and quotes; strip the parts, drop empty ones.
+
+    So ``"mean, ae[hidden=(64, 32), name='a,b']"`` is two parts.
+    """
     parts: list[str] = []
-    depth, start = 0, 0
+    stack: list[str] = []
+    quote: str | None = None
+    start = 0
     for i, ch in enumerate(text):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                msg = f"unbalanced ']' in {text!r}."
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _CLOSE:
+            stack.append(_CLOSE[ch])
+        elif ch in ")]":
+            if not stack or stack.pop() != ch:
+                msg = f"unbalanced {ch!r} in {text!r}."
                 raise InputError(msg)
-        elif ch == sep and depth == 0:
+        elif ch == sep and not stack:
             parts.append(text[start:i])
             start = i + 1
-    if depth != 0:
-        msg = f"unbalanced '[' in {text!r}."
+    if stack or quote is not None:
+        what = f"quote {quote}" if quote is not None else repr({"]": "[", ")": "("}[stack[-1]])
+        msg = f"unbalanced {what} in {text!r}."
         raise InputError(msg)
     parts.append(text[start:])
     return [p.strip() for p in parts if p.strip()]

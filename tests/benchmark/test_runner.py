@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 
@@ -269,6 +270,17 @@ def test_split_top_level_and_spec_parsing():
     )
     assert parse_method_spec("mean") == ("mean", {})
     assert parse_method_spec("spotfill[]") == ("spotfill", {})
+    # tuples, nested brackets and quoted commas stay inside their parameter
+    spec = "ae[hidden=(64, 32), name='a,b']"
+    assert split_top_level(f"mean, {spec}") == ["mean", spec]
+    assert parse_method_spec(spec) == ("ae", {"hidden": (64, 32), "name": "a,b"})
+    assert parse_method_spec("ae[hidden=[64, 32]]") == ("ae", {"hidden": [64, 32]})
+    with pytest.raises(InputError, match=re.escape("unbalanced ']'")):
+        split_top_level("x[a=(1,2]")
+    with pytest.raises(InputError, match="unbalanced quote"):
+        split_top_level("x[a='b]")
+    with pytest.raises(InputError, match=re.escape("unbalanced ']'")):
+        parse_method_spec("x[a=1][b=2]")
 
 
 def test_p3_default_model_predicts_held_out_spots_from_their_neighbours():
