@@ -72,6 +72,8 @@ def test_parse_params():
     for bad in ("k", "=3"):
         with pytest.raises(spotfill.SpotfillError, match="--param expects KEY=VALUE"):
             _parse_params([bad])
+    with pytest.raises(spotfill.SpotfillError, match="parameter 'n_latent' is given twice"):
+        _parse_params(["n_latent=5", "n-latent=6"])
     # shell/YAML spellings: the string "false" would read as true
     assert _parse_params(["a=false", "b=TRUE", "c=none", "d=Null", "e='false'"]) == {
         "a": False,

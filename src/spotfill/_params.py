@@ -41,7 +41,8 @@ def parse_params(items: list[str] | tuple[str, ...], *, usage: str) -> dict[str,
     Raises
     ------
     InputError
-        An item without ``=`` or without a key; the message is ``"{usage}, got {item!r}."``.
+        An item without ``=`` or without a key (the message is ``"{usage}, got {item!r}."``), or a key
+        given twice.
     """
     params: dict[str, Any] = {}
     for item in items:
@@ -49,7 +50,11 @@ def parse_params(items: list[str] | tuple[str, ...], *, usage: str) -> dict[str,
         if not eq or not key.strip():
             msg = f"{usage}, got {item!r}."
             raise InputError(msg)
-        params[key.strip().replace("-", "_")] = parse_value(value.strip())
+        name = key.strip().replace("-", "_")
+        if name in params:
+            msg = f"parameter {name!r} is given twice ({item!r} and an earlier {name}=...): give it once."
+            raise InputError(msg)
+        params[name] = parse_value(value.strip())
     return params
 
 
