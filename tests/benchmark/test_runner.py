@@ -247,6 +247,7 @@ def _graph_of(ad: AnnData) -> sp.csr_matrix:
         ("spatial_knn[n_neighs=3", "unbalanced"),
         ("raw[x=1]", "parameters in brackets are for spotfill's registered methods"),
         ("spatial_knn[seed=3]", "the harness sets the method's seed"),
+        ("mean,raw,mean", "method 'mean' is listed twice"),
     ],
 )
 def test_bad_method_parameters_fail_early(spec, message):

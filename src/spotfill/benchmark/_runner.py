@@ -451,6 +451,10 @@ def run_benchmark(
     if not methods:
         msg = "no methods given: pass methods=['raw', 'mean', ...]."
         raise InputError(msg)
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        msg = f"method {twice[0]!r} is listed twice: its rows would mix; list it once."
+        raise InputError(msg)
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
     seeds = list(seeds)
