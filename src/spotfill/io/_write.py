@@ -52,8 +52,8 @@ def write(
     Overwriting rule: an existing file is replaced only with ``overwrite=True``. The files the data
     were read from (``adata.uns['spotfill_io']``, set by :func:`spotfill.io.read`: the input, its
     coordinates or selection table, a Space Ranger output's matrix and positions files) are protected
-    even then, so results never replace the raw input by accident; replacing one
-    needs the explicit ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
+    even then, so results never replace the raw input by accident; replacing one needs the explicit
+    ``overwrite="input"``. A file that backs ``adata`` (``backed`` mode) is never replaced.
 
     Parameters
     ----------
