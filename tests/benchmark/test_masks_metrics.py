@@ -178,3 +178,24 @@ def test_p1_leaves_input_untouched():
     p1_mask(X, frac=0.5, seed=0)
     for got, want in zip((X.data, X.indices, X.indptr), before, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_matrix_log_scores_equal_the_dense_scores_block_by_block():
+    from spotfill.benchmark._metrics import gene_pearson, log_scores, matrix_log_scores
+
+    rng = np.random.default_rng(0)
+    Y = rng.poisson(rng.gamma(0.5, 2.0, (50, 12))).astype(np.float64)
+    Y[:, 3] = 0  # a gene constant in the truth: no gene correlation
+    Y[7, 5] = 250_000  # a large count (float32 keeps its log1p exact enough for the ranks)
+    P = np.abs(Y + rng.normal(0, 1.0, Y.shape))
+    P[:, 8] = 2.5  # constant prediction
+    expected = log_scores(Y, P)
+    expected["gene_pearson"] = float(np.nanmedian(gene_pearson(Y, P)))
+    for block in (7, 60, 10**6):  # rows split across blocks, or one block
+        got = matrix_log_scores(sp.csr_matrix(Y), P.copy(), block=block)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-10), key
+    Q = P.copy()
+    assert matrix_log_scores(sp.csr_matrix(Y), Q, overwrite_p=True)["rmse"] == pytest.approx(expected["rmse"])
+    np.testing.assert_allclose(Q, np.log1p(P))  # the predictions' buffer now holds their log1p
