@@ -27,8 +27,9 @@ def parse_value(text: str) -> Any:
     ``true``/``false``/``none`` (any case, as shells and YAML write them) are the booleans and
     ``None``: left as strings they would read as true.
     """
-    if text.strip().lower() in _WORDS:
-        return _WORDS[text.strip().lower()]
+    word = text.strip().lower()
+    if word in _WORDS:
+        return _WORDS[word]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

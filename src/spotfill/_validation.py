@@ -6,7 +6,7 @@ with a message that names the problem and the fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +24,8 @@ __all__ = [
     "check_unique_names",
     "get_counts",
     "get_coords",
+    "get_matrix",
+    "non_integer",
 ]
 
 
@@ -121,7 +123,7 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
             "not centred, scaled or log-ratio data. Pass the raw counts (layer= to pick a layer)."
         )
         raise InputError(msg)
-    if require_integer and data.size and not np.all(data == np.round(data)):
+    if require_integer and non_integer(data).size:
         msg = (
             f"{name} contains non-integer values: spotfill needs raw counts, not normalised or "
             "log-transformed data. Pass the raw counts (layer= to pick a layer), or round them if they are "
@@ -131,21 +133,33 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
     return M
 
 
+def non_integer(values: np.ndarray) -> np.ndarray:
+    """Return the entries of ``values`` that are not whole numbers (empty when all are)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "biu":
+        return values[:0]
+    return values[values != np.round(values)]
+
+
+def get_matrix(adata: AnnData, layer: str | None = None) -> tuple[Any, str]:
+    """Return ``(adata.X or adata.layers[layer], its name for messages)``, refusing an unknown layer."""
+    if layer is None:
+        return adata.X, "adata.X"
+    if layer not in adata.layers:
+        msg = (
+            f"layer {layer!r} (--layer) not found; available layers: {sorted(adata.layers) or 'none'}. "
+            "Use layer=None (no --layer) for adata.X."
+        )
+        raise InputError(msg)
+    return adata.layers[layer], f"adata.layers[{layer!r}]"
+
+
 def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: bool = True) -> sp.csr_matrix:
     """Fetch and validate the count matrix of ``adata`` (``X`` or ``layers[layer]``)."""
     if adata.isbacked and layer is None:
         msg = "adata is in backed mode (X stays on disk): load it into memory first with adata = adata.to_memory()."
         raise InputError(msg)
-    if layer is None:
-        X, name = adata.X, "adata.X"
-    else:
-        if layer not in adata.layers:
-            msg = (
-                f"layer {layer!r} (--layer) not found; available layers: {sorted(adata.layers)}. "
-                "Use layer=None (no --layer) for adata.X."
-            )
-            raise InputError(msg)
-        X, name = adata.layers[layer], f"adata.layers[{layer!r}]"
+    X, name = get_matrix(adata, layer)
     check_unique_names(adata)
     return check_counts(X, require_integer=require_integer, name=name)
 

@@ -36,7 +36,7 @@ from .._errors import InputError, UnknownMethodError
 from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
 from .._params import parse_method_spec
-from .._validation import check_counts, get_coords, is_seed
+from .._validation import check_counts, get_coords, get_matrix, is_seed
 from ._external import check_prediction, resolve_method
 from ._protocols import PROTOCOLS, CallResult, Dataset
 
@@ -105,13 +105,12 @@ def load_dataset(
 
             adata = read(text, **(read_options or {}))
             name = Path(text).name.removesuffix(".h5ad")
-    if layer is not None and layer not in adata.layers:
-        msg = f"{name} has no layer {layer!r} (--layer); its layers: {sorted(adata.layers) or 'none'}."
-        raise InputError(msg)
-    counts = adata.X if layer is None else adata.layers[layer]
-    X = check_counts(
-        counts, require_integer=False, name=f"X of {name}" if layer is None else f"layer {layer!r} of {name}"
-    )
+    try:
+        counts, what = get_matrix(adata, layer)
+    except InputError as err:
+        msg = f"{name}: {err}"
+        raise InputError(msg) from None
+    X = check_counts(counts, require_integer=False, name=f"{what} of {name}")
     coords = get_coords(adata)
     shell = AnnData(obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy())
     shell.obsm["spatial"] = coords
@@ -309,8 +308,8 @@ def _run_worker(
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-    read = functools.partial(Path.read_text, encoding="utf-8", errors="replace")
-    return subprocess.CompletedProcess(cmd, proc.returncode, read(out_path), read(err_path))
+    stdout, stderr = (p.read_text(encoding="utf-8", errors="replace") for p in (out_path, err_path))
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._files import atomic_path
+from .._normalise import per_10k
 from ._mob import mouse_olfactory_bulb
 
 if TYPE_CHECKING:
@@ -91,15 +92,6 @@ def _zero_fraction(Y: np.ndarray | sp.spmatrix) -> float:
     return float(np.mean(np.asarray(Y) == 0))
 
 
-def _per_10k(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> np.ndarray:
-    """Columns ``idx`` of ``Y`` per 10,000 of each spot's total (clipped at 0)."""
-    total = np.asarray(Y.sum(axis=1), dtype=np.float64).ravel()
-    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
-    cols = Y[:, idx]
-    cols = np.asarray(cols.toarray() if sp.issparse(cols) else cols, dtype=np.float64)
-    return np.clip(cols, 0, None) * scale[:, None]
-
-
 def _plot_markers(adata: AnnData, key: str, path: Path) -> None:
     """Spatial maps of the marker genes, raw (top row) and imputed (bottom row)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
@@ -107,8 +99,8 @@ def _plot_markers(adata: AnnData, key: str, path: Path) -> None:
     genes = [g for g in MOB_MARKERS if g in adata.var_names]
     idx = adata.var_names.get_indexer(genes)
     rows = {
-        "raw counts": np.log1p(_per_10k(adata.X, idx)),
-        f"imputed ({adata.uns[key]['method']})": np.log1p(_per_10k(adata.layers[key], idx)),
+        "raw counts": np.log1p(per_10k(adata.X, idx)),
+        f"imputed ({adata.uns[key]['method']})": np.log1p(per_10k(adata.layers[key], idx)),
     }
     xy = np.asarray(adata.obsm["spatial"])
     fig = Figure(figsize=(3.2 * len(genes), 5.2), layout="constrained")

@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 from typing import Literal, get_args
 
-import numpy as np
 from anndata import AnnData
 
 from .._errors import InputError
-from .._validation import check_counts, check_unique_names, get_coords
+from .._validation import check_counts, check_unique_names, get_coords, non_integer
 from ._h5ad import read_h5ad
 from ._st import looks_like_st, read_st
 from ._table import attach_coords, is_table, read_table
@@ -194,7 +193,7 @@ def _validate(adata: AnnData, src: Path, fmt: str, *, transpose: bool = False) -
     except InputError as err:
         msg = f"{src}: {err}"
         raise InputError(msg) from None
-    if X.nnz and not np.array_equal(X.data, np.round(X.data)):
+    if non_integer(X.data).size:
         logger.warning(
             "%s: X contains non-integer values; spotfill methods need raw counts (not normalised or "
             "log-transformed data): if the raw counts are in a layer, select it with layer= (--layer)",

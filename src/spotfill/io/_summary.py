@@ -11,7 +11,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._errors import InputError, SpotfillError
+from .._errors import SpotfillError
+from .._validation import get_matrix, non_integer
 
 __all__ = ["summarize"]
 
@@ -64,18 +65,15 @@ def summarize(
         out["path"] = str(where)
     out["spots x genes"] = f"{adata.n_obs} x {adata.n_vars}"
 
-    if layer is not None and layer not in adata.layers:
-        msg = f"layer {layer!r} (--layer) not found; available layers: {sorted(adata.layers) or 'none'}."
-        raise InputError(msg)
+    X, _ = get_matrix(adata, layer)
     if layer is not None:
         out["matrix"] = f"layers[{layer!r}]"
-    X = adata.X if layer is None else adata.layers[layer]
     n_entries = adata.n_obs * adata.n_vars
     if X is not None and n_entries:
         nnz = int(X.count_nonzero()) if sp.issparse(X) else int(np.count_nonzero(np.asarray(X)))
         out["zeros"] = f"{1 - nnz / n_entries:.1%}"
         values = X.data if sp.issparse(X) else np.asarray(X)
-        integer = bool(np.all(np.isfinite(values))) and np.array_equal(values, np.round(values))
+        integer = bool(np.all(np.isfinite(values))) and not non_integer(values).size
         out["counts"] = "integers" if integer else "non-integer values (raw counts expected)"
         totals = np.asarray(X.sum(axis=1)).ravel()
         out["total counts per spot (median)"] = _number(np.median(totals))

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from .._anndata import result_slot, store_result
 from .._errors import InputError
 from .._logging import logger
-from .._validation import check_seed, get_coords, get_counts
+from .._validation import check_seed, get_coords, get_counts, non_integer
 from ._base import BaseImputer
 from ._registry import get_method, make_method
 
@@ -114,8 +114,8 @@ def impute(
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
-    if X.nnz and not np.array_equal(X.data, np.round(X.data)):
-        frac = X.data[X.data != np.round(X.data)]
+    frac = non_integer(X.data)
+    if frac.size:
         logger.warning(
             "%s holds %d non-integer values (e.g. %.4g): spotfill's methods model raw counts, and results are on "
             "the scale of their input; if these are normalised or log values, pass the raw counts (layer=, --layer)",

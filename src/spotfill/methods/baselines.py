@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._errors import InputError
+from .._normalise import spot_scale
 from .._validation import is_int, is_number
 from ..graph import row_normalize
 from ._base import BaseImputer
@@ -390,9 +391,7 @@ class ExpressionKNN(_Smoother):
         if not (is_number(self.target_sum) and self.target_sum > 0):
             msg = f"target_sum must be a finite number > 0 (counts per spot after normalising): {self.target_sum!r}."
             raise InputError(msg)
-        lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        scale = np.divide(float(self.target_sum), lib, out=np.zeros_like(lib), where=lib > 0)
-        L = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float64)
+        L = sp.csr_matrix(sp.diags(spot_scale(X, self.target_sum)) @ X, dtype=np.float64)
         L.data = np.log1p(L.data)
         if self.n_comps is not None and not (is_int(self.n_comps) and self.n_comps >= 1):
             msg = f"n_comps must be a positive integer or None, got {self.n_comps!r}."

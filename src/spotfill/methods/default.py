@@ -73,7 +73,7 @@ from scipy.special import gammaln
 
 from .._errors import InputError
 from .._logging import progress
-from .._validation import is_int, is_number
+from .._validation import is_int, is_number, non_integer
 from ._base import BaseImputer, gene_indices
 from ._registry import register
 
@@ -262,8 +262,9 @@ def _adjacency(graph: sp.csr_matrix) -> sp.csr_matrix:
     A.eliminate_zeros()
     A.data = np.abs(A.data)
     if A.nnz:
-        top = np.maximum.reduceat(A.data, A.indptr[:-1][np.diff(A.indptr) > 0])
-        A.data /= np.repeat(top, np.diff(A.indptr)[np.diff(A.indptr) > 0])
+        counts = np.diff(A.indptr)
+        filled = counts > 0
+        A.data /= np.repeat(np.maximum.reduceat(A.data, A.indptr[:-1][filled]), counts[filled])
     return A
 
 
@@ -840,7 +841,7 @@ class SpotfillModel(BaseImputer):
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
-            frac = X.data[X.data != np.round(X.data)]
+            frac = non_integer(X.data)
             if frac.size:
                 msg = (
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "

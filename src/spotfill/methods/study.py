@@ -156,8 +156,6 @@ class _StudyModel(BaseImputer):
             for name, (kind, ok, what) in checks.items()
             if not (kind(getattr(self, name)) and ok(getattr(self, name)))
         ]
-        if not isinstance(self.progress, bool | np.bool_):
-            problems.append(f"progress must be True or False (got {self.progress!r})")
         return problems
 
     def _prepare(
@@ -462,9 +460,6 @@ class NeuralMF(_StudyModel):
         super()._check_options()
         if not (is_number(self.zero_ratio) and self.zero_ratio > 0):
             msg = f"zero_ratio must be a finite number > 0 (used with loss='rmse_all'; got {self.zero_ratio!r})."
-            raise InputError(msg)
-        if not isinstance(self.bias, bool | np.bool_):
-            msg = f"bias must be True or False (got {self.bias!r})."
             raise InputError(msg)
 
     def _build_module(

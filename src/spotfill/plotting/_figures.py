@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from .._normalise import spot_scale
+
 __all__ = [
     "bar_metrics",
     "cost_figure",
@@ -141,9 +143,7 @@ def spatially_variable_genes(X: sp.csr_matrix, graph: sp.spmatrix, n: int = 3, *
     """
     X = sp.csr_matrix(X, dtype=np.float64)
     n_spots = X.shape[0]
-    lib = np.asarray(X.sum(axis=1)).ravel()
-    scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
-    L = sp.csr_matrix(sp.diags(scale) @ X)
+    L = sp.csr_matrix(sp.diags(spot_scale(X)) @ X)
     L.data = np.log1p(L.data)
     A = sp.csr_matrix(graph, dtype=np.float64)
     A.setdiag(0)

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .._errors import InputError
 from .._files import atomic_path, check_output_file
+from .._normalise import per_10k
 from ..benchmark._metrics import direction
 from ._figures import (
     bar_metrics,
@@ -203,15 +203,6 @@ def _cost_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _per_10k(P, cols: np.ndarray) -> np.ndarray:
-    """Columns ``cols`` of counts ``P`` per 10,000 of each spot's total (spots without any stay 0)."""
-    total = np.asarray(P.sum(axis=1), dtype=np.float64).ravel()
-    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
-    block = P[:, cols]
-    block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-    return block * scale[:, None]
-
-
 def _data_panels(
     path: str | Path,
     methods: list[str],
@@ -257,7 +248,7 @@ def _data_panels(
 
     notes: list[str] = []
     labelled = ds.labels is not None
-    panels = {"raw": _per_10k(ds.X, cols)}
+    panels = {"raw": per_10k(ds.X, cols)}
     held: dict[str, np.ndarray] = {"raw": np.zeros(mask.values.size)}
     clusterings: dict[str, tuple[np.ndarray, float]] = {}
     if labelled and (raw := domains(ds.X)) is not None:
@@ -274,7 +265,7 @@ def _data_panels(
             failed.append(f"{name} ({type(err).__name__}: {err})")
             continue
         held[name] = take_entries(pred, mask.rows, mask.cols)
-        panels[name] = _per_10k(full, cols)
+        panels[name] = per_10k(full, cols)
         if labelled and clusterings and (found := domains(full)) is not None:
             clusterings[name] = found
         del full, pred
