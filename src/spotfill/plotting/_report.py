@@ -158,19 +158,20 @@ def _table(
         for col in columns:
             key = (col[0], method, col[1])
             info = o.loc[(col[0], method)] if (col[0], method) in o.index else None
+            n_failed = 0 if info is None else int(info["n_failed"])
             if key in s.index:
                 mean, sd = s.loc[key, "mean"], s.loc[key, "sd"]
                 text = _fmt(mean) + (f" &plusmn; {_fmt(sd, 2)}" if np.isfinite(sd) else "")
-                if info is not None and info["n_failed"]:
-                    ok = int(info["n_seeds"] - info["n_failed"])
+                if n_failed:
+                    ok = int(info["n_seeds"]) - n_failed
                     text += (
                         f' <span class="failed">({ok} of {int(info["n_seeds"])} seeds; failed: '
                         f"{html.escape(str(info['error']))})</span>"
                     )
-                is_best = col in best and mean == best[col] and not partial(col[0], method)
+                is_best = col in best and mean == best[col] and not n_failed  # a tie of a partly failed method
                 cls = ' class="best"' if is_best else ""
                 cells.append(f"<td{cls}>{text}</td>")
-            elif info is not None and info["n_failed"]:
+            elif n_failed:
                 cells.append(f'<td class="failed">failed: {html.escape(str(info["error"]))}</td>')
             elif info is not None and info["n_skipped"]:
                 cells.append(f'<td class="skipped">skipped: {html.escape(str(info["reason"]))}</td>')
@@ -230,13 +231,15 @@ def _data_panels(
             f'<p class="note">{html.escape(ds.name)} is not a dataset of the results table above '
             f"({html.escape(', '.join(benchmarked))}): these panels come from running the methods on it here.</p>"
         )
-    names = [m for m in methods if m != "raw"][:MAX_PANEL_METHODS]
-    if len([m for m in methods if m != "raw"]) > MAX_PANEL_METHODS:
+    names = [m for m in methods if m != "raw"]
+    if len(names) > MAX_PANEL_METHODS:
+        names = names[:MAX_PANEL_METHODS]
         parts.append(f'<p class="note">Panels show the first {MAX_PANEL_METHODS} methods.</p>')
     mask = p1_mask(ds.X, frac=0.1, seed=seed)
     cols = np.asarray(spatially_variable_genes(ds.X, ds.graph, 3))
     var_names = ds.var_names or [f"gene {i}" for i in range(ds.shape[1])]
     gene_names = [var_names[g] for g in cols]
+    notes: list[str] = []
 
     def domains(P) -> tuple[np.ndarray, float] | None:
         try:
@@ -246,12 +249,10 @@ def _data_panels(
             return None
         return clusters, ari
 
-    notes: list[str] = []
-    labelled = ds.labels is not None
     panels = {"raw": per_10k(ds.X, cols)}
     held: dict[str, np.ndarray] = {"raw": np.zeros(mask.values.size)}
     clusterings: dict[str, tuple[np.ndarray, float]] = {}
-    if labelled and (raw := domains(ds.X)) is not None:
+    if ds.labels is not None and (raw := domains(ds.X)) is not None:
         clusterings["raw"] = raw
     failed: list[str] = []
     for name in names:
@@ -266,7 +267,7 @@ def _data_panels(
             continue
         held[name] = take_entries(pred, mask.rows, mask.cols)
         panels[name] = per_10k(full, cols)
-        if labelled and clusterings and (found := domains(full)) is not None:
+        if clusterings and (found := domains(full)) is not None:  # the raw data clustered: labels usable
             clusterings[name] = found
         del full, pred
     if failed:
