@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from spotfill import InputError
+from spotfill import InputError, SpotfillError
 from spotfill.methods import make_method
 from spotfill.methods.study import GeneAutoencoder, NeuralMF, ring_weights
 from spotfill.train import cpu_threads
@@ -138,6 +138,10 @@ def test_save_load_roundtrip(lowrank, cls, tmp_path):
     np.testing.assert_array_equal(loaded.transform(X + 5 * mask), P)
     if cls is NeuralMF:
         np.testing.assert_array_equal(loaded.transform(), P)
+        np.testing.assert_array_equal(loaded.transform(genes=[2, 0]), P[:, [2, 0]])
+        for bad in ([-1], [0, N_GENES], [True, False]):  # checked as on a fitted model, not used as numpy indices
+            with pytest.raises(InputError):
+                loaded.transform(genes=bad)
     else:
         with pytest.raises(InputError, match="needs the data"):
             loaded.transform()
@@ -158,6 +162,13 @@ def test_saving_without_a_mask_drops_an_earlier_one(lowrank, tmp_path):
     NeuralMF(**FAST).fit(X).save(tmp_path / "m")
     assert not (tmp_path / "m" / "mask.npz").exists()
     assert NeuralMF.load(tmp_path / "m").mask_ is None
+
+
+@pytest.mark.parametrize("cls", [NeuralMF, GeneAutoencoder])
+def test_a_diverged_fit_raises_instead_of_returning_nan(lowrank, cls):
+    X, _ = lowrank
+    with pytest.raises(SpotfillError, match="diverged|non-finite"):
+        cls(**FAST, lr=1e5, batch_size=10_000).fit(X).transform()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

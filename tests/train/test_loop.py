@@ -184,3 +184,67 @@ def test_save_and_load_state(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "params.json"]  # no temp files left
     with pytest.raises(InputError, match="not a saved spotfill model"):
         load_state(tmp_path / "nowhere")
+
+
+class Breaks(BaseModule):
+    """Loss ``theta`` (gradient 1): from ``theta = -3e38`` one SGD step of ``lr = 3e38`` overflows to -inf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(-3e38))
+
+    def loss(self, batch: torch.Tensor) -> LossOutput:
+        return LossOutput(loss=self.theta * 1.0, n_obs=1)
+
+
+def test_divergence_in_the_last_update_raises():
+    # the epoch's mean loss (-3e38, measured before the step) is finite; the step makes theta -inf
+    cfg = TrainConfig(max_epochs=3, lr=3e38, optimizer="sgd", progress=False)
+    with pytest.raises(ValueError, match="non-finite parameters"):
+        train(Breaks(), train_batches=lambda rng: [torch.zeros(1)], config=cfg)
+
+
+def test_nonfinite_validation_loss_raises():
+    with pytest.raises(ValueError, match="validation loss nan"):
+        train(
+            Fixed([float("nan")]),
+            train_batches=lambda rng: ["train"],
+            val_batches=lambda: ["val"],
+            config=TrainConfig(max_epochs=2, lr=1.0, progress=False),
+        )
+
+
+def test_interrupted_save_over_a_model_is_refused(tmp_path, monkeypatch):
+    import spotfill.train._io as io_mod
+
+    save_model(tmp_path, Scalar(init=1.0), {}, None, mask=np.eye(2, dtype=bool))
+    real = io_mod._write
+
+    def killed_at_params(path, write):
+        if path.name == "params.json":
+            raise KeyboardInterrupt
+        return real(path, write)
+
+    monkeypatch.setattr(io_mod, "_write", killed_at_params)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(tmp_path, Scalar(init=2.0), {}, None)  # new weights, no mask: the old mask is removed
+    monkeypatch.setattr(io_mod, "_write", real)
+    with pytest.raises(InputError, match="incomplete or mixed save: model.pt"):
+        load_state(tmp_path)
+    save_model(tmp_path, Scalar(init=2.0), {}, None)  # a complete save is read again
+    assert torch.equal(load_state(tmp_path)[0]["theta"], torch.tensor(2.0))
+    (tmp_path / "mask.npz").write_bytes(b"stray")  # a file that the save said was not there
+    with pytest.raises(InputError, match="mask.npz"):
+        load_state(tmp_path)
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_model(tmp_path, Scalar(), {}, None, mask=np.eye(2, dtype=bool))
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"model.pt": 0o644, "params.json": 0o644, "mask.npz": 0o644}

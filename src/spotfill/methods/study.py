@@ -48,11 +48,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._errors import InputError
+from .._errors import InputError, SpotfillError
 from .._validation import is_int, is_number
 from ..nn import EntryBatch, GeneAE, GeneBatch, MatrixFactorization
 from ..train import TrainConfig, cpu_threads, load_mask, load_state, resolve_device, save_model, train
-from ._base import BaseImputer
+from ._base import BaseImputer, gene_indices
 from ._registry import register
 
 __all__ = ["GeneAutoencoder", "NeuralMF"]
@@ -231,10 +231,20 @@ class _StudyModel(BaseImputer):
         return Xs
 
     def _to_counts(self, Y: np.ndarray) -> np.ndarray:
-        if self.data_transform == "log1p":
-            np.expm1(Y, out=Y)
-        np.maximum(Y, 0, out=Y)
-        return Y.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):
+            if self.data_transform == "log1p":
+                np.expm1(Y, out=Y)
+            np.maximum(Y, 0, out=Y)
+            Y = Y.astype(np.float32, copy=False)
+        if not np.isfinite(Y).all():
+            bad = int(np.size(Y) - np.isfinite(Y).sum())
+            msg = (
+                f"{type(self).__name__} predicted {bad} non-finite values (the fit diverged, or its outputs exceed "
+                f"float32 on the count scale): lower the learning rate (lr={self.lr}) or max_epochs, or use "
+                "data_transform='log1p' with raw counts."
+            )
+            raise SpotfillError(msg)
+        return Y
 
     def _split(self, X: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Split the observed non-zeros into training and validation entries (seeded)."""
@@ -267,7 +277,7 @@ class _StudyModel(BaseImputer):
         self._check_fitted()
         if X is None and not hasattr(self, "_X_fit"):
             Y = self._predict(None)
-            return Y if genes is None else Y[:, np.asarray(genes)]
+            return Y if genes is None else Y[:, gene_indices(genes, self.n_vars_)]
         return super().transform(X, genes=genes)
 
     def save(self, folder: str | os.PathLike, *, var_names: Sequence[str] | None = None) -> Path:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from .._errors import InputError
+from .._files import atomic_path
 from .._version import __version__
 
 __all__ = ["load_mask", "load_state", "save_model"]
@@ -39,15 +40,16 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write(path: Path, write) -> str:
+    """Write ``path`` atomically (``write(tmp_path)``) and return the sha256 of what was written."""
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        write(tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    return digest
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_model(
@@ -64,7 +66,10 @@ def save_model(
     (``params``, ``var_names``, ``extra``, the module's class name and the spotfill version), and
     ``mask.npz`` (the held-out entries, boolean CSR) when a mask is given; an earlier ``mask.npz`` in
     ``folder`` is removed otherwise. Each file is written to a temporary file in ``folder`` and
-    renamed into place, so an interrupted save never leaves a truncated file behind.
+    renamed into place, so an interrupted save never leaves a truncated file behind. ``params.json``
+    is written last and records the sha256 of the other files: a save interrupted between files
+    (over an earlier model in the same folder) is refused by :func:`load_state` instead of mixing
+    two models' files.
 
     Parameters
     ----------
@@ -95,14 +100,15 @@ def save_model(
         "extra": _json_safe(dict(extra or {})),
     }
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    _atomic_write(folder / MODEL_FILE, lambda fh: torch.save(state, fh))
+    files = {MODEL_FILE: _write(folder / MODEL_FILE, lambda tmp: torch.save(state, tmp)), MASK_FILE: None}
     if mask is None:
         (folder / MASK_FILE).unlink(missing_ok=True)
     else:
         held = sp.csr_matrix(mask, dtype=bool)
-        _atomic_write(folder / MASK_FILE, lambda fh: sp.save_npz(fh, held))
+        files[MASK_FILE] = _write(folder / MASK_FILE, lambda tmp: sp.save_npz(tmp, held))
+    meta["files"] = files
     text = json.dumps(meta, indent=1).encode()
-    _atomic_write(folder / PARAMS_FILE, lambda fh: fh.write(text))
+    _write(folder / PARAMS_FILE, lambda tmp: tmp.write_bytes(text))
     return folder
 
 
@@ -147,5 +153,27 @@ def load_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         msg = f"{folder} is not a saved spotfill model: {', '.join(missing)} missing (write one with .save(folder))."
         raise InputError(msg)
     meta = json.loads((folder / PARAMS_FILE).read_text())
+    _check_files(folder, meta.get("files"))
     state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
     return state, meta
+
+
+def _check_files(folder: Path, files: Mapping[str, str | None] | None) -> None:
+    """Refuse a folder whose model or mask file is not the one ``params.json`` was written with.
+
+    Models saved before spotfill recorded the digests (no ``files`` entry) are read unchecked.
+    """
+    if files is None:
+        return
+    for name, digest in files.items():
+        path = folder / name
+        if digest is None:
+            ok = not path.exists()
+        else:
+            ok = path.is_file() and _digest(path) == digest
+        if not ok:
+            msg = (
+                f"{folder} holds an incomplete or mixed save: {name} is not the file {PARAMS_FILE} was written "
+                "with (a save into this folder was interrupted, or a file was replaced); save the model again."
+            )
+            raise InputError(msg)

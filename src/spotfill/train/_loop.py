@@ -173,6 +173,15 @@ def _check_loss(out: Any, module: torch.nn.Module) -> LossOutput:
     return out
 
 
+def _diverged(module: torch.nn.Module, config: TrainConfig, epoch: int, what: str) -> None:
+    msg = (
+        f"training of {type(module).__name__} diverged at epoch {epoch} ({what}): lower the learning rate "
+        f"(lr={config.lr}) or the weight of a penalty term (e.g. smooth, or large graph edge weights), or put the "
+        "inputs on a smaller scale (a log1p transform of counts)."
+    )
+    raise SpotfillError(msg)
+
+
 def train(
     module: BaseModule,
     *,
@@ -244,13 +253,10 @@ def train(
             train_loss, parts = acc.result()
             if not math.isfinite(train_loss):
                 terms = ", ".join(f"{k} {v:.3g}" for k, v in parts.items())
-                msg = (
-                    f"training of {type(module).__name__} diverged at epoch {epoch} (loss {train_loss}"
-                    + (f"; terms: {terms}" if terms else "")
-                    + f"): lower the learning rate (lr={config.lr}) or the weight of a penalty term (e.g. smooth, "
-                    "or large graph edge weights), or put the inputs on a smaller scale (a log1p transform of counts)."
-                )
-                raise SpotfillError(msg)
+                _diverged(module, config, epoch, f"loss {train_loss}" + (f"; terms: {terms}" if terms else ""))
+            if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+                # the epoch's mean loss is measured before each update: the last one can still break the model
+                _diverged(module, config, epoch, "non-finite parameters after the epoch's last update")
             history.train_loss.append(train_loss)
             for name, value in parts.items():
                 history.components.setdefault(name, []).append(value)
@@ -264,6 +270,8 @@ def train(
                         vacc.add(_check_loss(module.loss(batch), module))
                 if vacc.n_batches:
                     val_loss, vparts = vacc.result()
+                    if not math.isfinite(val_loss):
+                        _diverged(module, config, epoch, f"validation loss {val_loss}")
                     history.val_loss.append(val_loss)
                     for name, value in vparts.items():
                         history.components.setdefault(f"val_{name}", []).append(value)
