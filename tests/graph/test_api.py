@@ -217,3 +217,31 @@ def test_real_data_order1_degree(shared_h5ad, name, lattice, degree, min_share):
         assert D.max() / D.min() < 1.02
     else:
         assert 0.95 < np.median(D) < 1.05
+
+
+def test_swapped_hex_positions_are_refused():
+    adata = make_hex_adata(8, 16)
+    spatial_neighbors(adata)  # the right way round: (0, ±2) and (±1, ±1) both one pitch away
+    assert set(np.round(adata.obsp["spatial_distances"].data, 6)) == {HEX_PITCH}
+    swapped = adata.copy()
+    swapped.obs["array_row"] = adata.obs["array_col"].to_numpy()
+    swapped.obs["array_col"] = adata.obs["array_row"].to_numpy()
+    with pytest.raises(InputError, match=r"look swapped.*1\.73 times"):
+        spatial_neighbors(swapped)
+    # an explicit lattice is checked too; a generic graph does not use the array positions
+    with pytest.raises(InputError, match="look swapped"):
+        spatial_neighbors(swapped, lattice="hex")
+    spatial_neighbors(swapped, coord_type="generic")
+
+
+def test_a_tiny_section_takes_the_grid_type_of_the_others():
+    big = make_square_adata(6)
+    tiny = make_square_adata(2)[[0, 3]].copy()  # two diagonal spots: alone they look like a hex grid
+    adata = ad.concat({"big": big, "tiny": tiny}, label="section", index_unique="-")
+    spatial_neighbors(adata, library_key="section")
+    assert adata.uns["spatial_neighbors"]["params"]["lattice"] == "square"
+    assert neighbor_counts(adata.obsp["spatial_connectivities"])[-2:].tolist() == [0, 0]
+    spatial_neighbors(tiny)
+    assert tiny.uns["spatial_neighbors"]["params"]["lattice"] == "hex"
+    with pytest.raises(InputError, match="could not be recognised"):
+        spatial_neighbors(tiny[:1].copy())  # one spot alone has no recognisable grid

@@ -96,3 +96,19 @@ def test_errors():
         graph_laplacian(np.ones((2, 3)))
     with pytest.raises(InputError, match="non-negative"):
         graph_laplacian(-W_DENSE)
+
+
+def test_self_loops_dropped_and_directed_graphs_symmetrised():
+    from scipy.sparse.csgraph import laplacian as scipy_laplacian
+
+    looped = W_DENSE + np.diag([1.0, 0.5, 0.0, 2.0])  # squidpy's set_diag=True
+    for normed in (False, True):
+        np.testing.assert_allclose(
+            graph_laplacian(looped, normalized=normed).toarray(), scipy_laplacian(W_DENSE, normed=normed)
+        )
+    directed = np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0], [4.0, 0.0, 0.0]])  # one-way edges
+    L = graph_laplacian(directed).toarray()
+    np.testing.assert_allclose(L, L.T)
+    f = np.array([1.0, -2.0, 0.5])
+    penalty = 0.5 * sum(directed[i, j] * (f[i] - f[j]) ** 2 for i in range(3) for j in range(3))
+    assert f @ L @ f == pytest.approx(penalty)  # the directed weights' smoothness penalty, unchanged

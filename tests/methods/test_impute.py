@@ -389,3 +389,58 @@ def test_a_non_integer_layer_is_warned_about(adata, caplog):
         impute(adata, "mean", layer="lognorm")
     assert "layer 'lognorm' holds" in caplog.text
     assert "non-integer values" in caplog.text
+
+
+def _dense(M) -> np.ndarray:
+    return M.toarray() if sp.issparse(M) else np.asarray(M)
+
+
+def _stacked() -> ad.AnnData:
+    """Two 8 x 8 sections with the same coordinates, concatenated the squidpy way."""
+    return ad.concat({"s1": _adata(0), "s2": _adata(1)}, label="lib", index_unique="-", merge="same")
+
+
+@pytest.mark.parametrize(("method", "params"), [("spatial_knn", {"n_neighs": 4}), ("interpolate", {})])
+def test_library_key_keeps_coordinate_methods_within_sections(method, params):
+    both = _stacked()
+    impute(both, method, library_key="lib", **params)
+    inner = ((both.obs["array_row"] % 7 != 0) & (both.obs["array_col"] % 7 != 0)).to_numpy()
+    for name, seed in (("s1", 0), ("s2", 1)):
+        one = _adata(seed)
+        impute(one, method, **params)
+        # interior spots: their 4 nearest neighbours are not tied with others
+        got = _dense(both.layers[f"imputed_{method}"])[(both.obs["lib"] == name).to_numpy() & inner]
+        np.testing.assert_allclose(got, _dense(one.layers[f"imputed_{method}"])[inner[:64]], rtol=1e-6)
+    assert both.uns[f"imputed_{method}"]["library_key"] == "lib"
+    mixed = _stacked()
+    if method == "interpolate":  # without sections every position is taken twice
+        with pytest.raises(InputError, match="duplicate position"):
+            impute(mixed, method, **params)
+    else:  # the other section's copy of each spot is its nearest neighbour
+        impute(mixed, method, **params)
+        assert not np.allclose(_dense(mixed.layers[f"imputed_{method}"]), _dense(both.layers[f"imputed_{method}"]))
+
+
+def test_library_key_of_a_stored_graph_is_used_and_a_crossing_graph_refused():
+    both = _stacked()
+    spotfill.spatial_neighbors(both, library_key="lib")
+    impute(both, "spatial_knn", n_neighs=4)  # takes library_key from uns['spatial_neighbors']
+    ref = _stacked()
+    impute(ref, "spatial_knn", n_neighs=4, library_key="lib")
+    np.testing.assert_array_equal(_dense(both.layers["imputed_spatial_knn"]), _dense(ref.layers["imputed_spatial_knn"]))
+    crossing = _stacked()
+    spotfill.spatial_neighbors(crossing, coord_type="generic", n_neighs=4)  # ignores the sections
+    with pytest.raises(InputError, match="edges between spots of different sections"):
+        impute(crossing, "spatial_knn", use_graph=True, library_key="lib")
+    # built here: the graph is built per section
+    fresh = _stacked()
+    impute(fresh, "spatial_knn", use_graph=True, library_key="lib")
+    assert fresh.uns["spatial_neighbors"]["params"]["library_key"] == "lib"
+    with pytest.raises(InputError, match="not more than n_neighs=6"):
+        impute(_stacked()[:70].copy(), "spatial_knn", library_key="lib")  # section s2 keeps 6 spots
+
+
+def test_a_distance_matrix_is_refused_as_the_graph(adata):
+    spotfill.spatial_neighbors(adata)
+    with pytest.raises(InputError, match="holds distances"):
+        impute(adata, "spatial_knn", use_graph=True, connectivity_key="spatial_distances")

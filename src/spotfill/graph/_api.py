@@ -15,7 +15,14 @@ from .._errors import InputError
 from .._validation import get_coords
 from ._builders import block_diagonal, edge_lengths, knn_graph, radius_graph
 from ._laplacian import neighbor_counts
-from ._lattice import _check_n_rings, _check_ring_weights, _lattice_graph, _positions, resolve_lattice
+from ._lattice import (
+    _check_n_rings,
+    _check_ring_weights,
+    _lattice_graph,
+    _positions,
+    check_hex_orientation,
+    resolve_lattice,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -114,6 +121,8 @@ def spatial_neighbors(
         weights = _check_ring_weights(ring_weights, n_rings)
         row, col = _positions(adata.obs["array_row"].to_numpy(), adata.obs["array_col"].to_numpy())
         kind = resolve_lattice(row, col, lattice, sections) if n else "square"
+        if kind == "hex":
+            check_hex_orientation(row, col, coords, sections)
         W = _lattice_graph(row, col, lattice=kind, n_rings=n_rings, ring_weights=weights, sections=sections)
         params = {
             "n_neighbors": _GRID_DEGREE[kind],

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
+from .._logging import logger
 
 __all__ = ["graph_laplacian", "neighbor_counts", "row_normalize"]
 
@@ -30,11 +31,21 @@ def graph_laplacian(W, *, normalized: bool = False) -> sp.csr_matrix:
     An isolated spot (no neighbours, row sum 0) has an all-zero row and column in both forms:
     it is neither smoothed nor penalised. This matches
     :func:`scipy.sparse.csgraph.laplacian` with ``normed=True``.
+
+    Self loops (squidpy's ``set_diag=True``) are dropped: they do not enter the smoothness penalty
+    ``f^T L f = 1/2 sum_ij w_ij (f_i - f_j)^2``. A non-symmetric ``W`` (a directed k-nearest-neighbour
+    graph, as squidpy's generic ``spatial_neighbors`` builds) is replaced by ``(W + W^T) / 2``, which
+    has the same penalty.
     """
     A = _as_square_csr(W, "W")
     if A.nnz and A.data.min() < 0:
         msg = "graph weights must be non-negative for a Laplacian: build W with spotfill.spatial_neighbors."
         raise InputError(msg)
+    A.setdiag(0)
+    A.eliminate_zeros()
+    if (A != A.T).nnz:
+        logger.info("the graph is not symmetric (a directed neighbour graph): using (W + W.T) / 2")
+        A = ((A + A.T) * 0.5).tocsr()
     d = np.asarray(A.sum(axis=1)).ravel()
     if not normalized:
         return (sp.diags(d) - A).tocsr()

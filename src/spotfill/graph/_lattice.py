@@ -51,6 +51,11 @@ _ORDER1: dict[str, tuple[tuple[int, int], ...]] = {
 # and share of spots that must have at least one order-1 neighbour to accept a lattice
 _PARITY_TOLERANCE = 0.01
 _MIN_CONNECTED = 0.5
+# sections with fewer spots than this do not vote on the grid type when larger sections exist
+_MIN_SECTION = 20
+# on a Visium grid the (0, ±2) and (±1, ±1) neighbours are equally far apart; with array_row and
+# array_col swapped the (0, ±2) pairs are sqrt(3) spacings apart
+_HEX_SWAP_RATIO = 1.35
 
 
 def ring_offsets(lattice: Lattice, n_rings: int) -> list[np.ndarray]:
@@ -179,13 +184,16 @@ def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | N
         msg = f"lattice must be 'auto', 'square' or 'hex', got {lattice!r}."
         raise InputError(msg)
     r, c = _positions(array_row, array_col)
-    groups = [slice(None)] if sections is None else section_groups(sections)
-    found = {detect_lattice(r[g], c[g]) for g in groups}
-    if len(found) == 1 and None not in found:
-        return found.pop()
-    what = "sections disagree on the grid type" if len(found) > 1 else "the grid type could not be recognised"
+    groups = [np.arange(r.size)] if sections is None else section_groups(sections)
+    # sections too small to show their grid (a few spots left by filtering) take the type the
+    # larger ones agree on
+    large = [g for g in groups if g.size >= _MIN_SECTION] or groups
+    known = {detect_lattice(r[g], c[g]) for g in large}
+    if len(known) == 1 and None not in known:
+        return known.pop()
+    what = "sections disagree on the grid type" if len(known) > 1 else "the grid type could not be recognised"
     msg = (
-        f"{what} (found {sorted(map(str, found))}) from the array positions: build the graph with "
+        f"{what} (found {sorted(map(str, known))}) from the array positions: build the graph with "
         "spotfill.spatial_neighbors(adata, lattice='hex') (Visium) or lattice='square' (original ST), "
         "or a k-nearest-neighbour graph with coord_type='generic'."
     )
@@ -320,3 +328,37 @@ def _check_ring_weights(ring_weights: Sequence[float] | None, n_rings: int) -> n
         msg = f"ring_weights must be finite and non-negative, got {w.tolist()}."
         raise InputError(msg)
     return w
+
+
+def check_hex_orientation(r: np.ndarray, c: np.ndarray, coords: np.ndarray, sections: np.ndarray | None = None) -> None:
+    """Refuse hexagonal array positions whose rows and columns look swapped, judged by the coordinates.
+
+    On Visium's grid (columns doubled) the neighbours at ``(0, ±2)`` and ``(±1, ±1)`` are one spot
+    spacing away. If ``array_row`` and ``array_col`` were swapped, the parity and the diagonal
+    neighbours look the same, but the ``(0, ±2)`` pairs are ``sqrt(3)`` spacings apart: their median
+    distance in ``coords`` is compared with that of the ``(±1, ±1)`` pairs.
+    """
+    if r.size < 2:
+        return
+    keys, width = _encode(r, c, pad=2, sections=sections)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+
+    def median_length(offsets: list[tuple[int, int]]) -> float:
+        lengths = []
+        for dr, dc in offsets:
+            pos, found = _lookup(sorted_keys, keys + (dr * width + dc))
+            j = order[pos[found]]
+            lengths.append(np.linalg.norm(coords[found] - coords[j], axis=1))
+        values = np.concatenate(lengths)
+        return float(np.median(values)) if values.size else float("nan")
+
+    across, diagonal = median_length([(0, 2)]), median_length([(1, 1), (1, -1)])
+    if np.isfinite(across) and np.isfinite(diagonal) and diagonal > 0 and across > _HEX_SWAP_RATIO * diagonal:
+        msg = (
+            f"array_row and array_col look swapped: on a Visium grid spots two columns apart are neighbours, "
+            f"as close as diagonal ones, but here they are {across / diagonal:.2f} times as far apart in the "
+            "coordinates (sqrt(3) = 1.73 when the two are swapped). Swap adata.obs['array_row'] and "
+            "adata.obs['array_col'], or build a k-nearest-neighbour graph with coord_type='generic'."
+        )
+        raise InputError(msg)

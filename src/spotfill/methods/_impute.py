@@ -51,6 +51,7 @@ def impute(
     key_added: str | None = None,
     connectivity_key: str = "spatial_connectivities",
     spatial_key: str = "spatial",
+    library_key: str | None = None,
     mask=None,
     genes: Sequence[str] | None = None,
     seed: int = 0,
@@ -81,6 +82,13 @@ def impute(
         custom key that is missing is an error.
     spatial_key
         Key in ``adata.obsm`` of the coordinates.
+    library_key
+        Column of ``adata.obs`` naming each spot's section, for several sections in one AnnData (as
+        squidpy's ``library_key``): no spot borrows from another section. It is passed to
+        :func:`spotfill.spatial_neighbors` when the graph is built here; a stored graph with edges
+        between sections is refused. Coordinate-based methods (``spatial_knn``, ``interpolate``)
+        search each section separately. ``None`` takes the ``library_key`` the stored graph was
+        built with (spotfill's or squidpy's ``spatial_neighbors``), if any.
     mask
         Entries the method may not see (booleans or 0/1, spots x genes), e.g. held-out entries.
     genes
@@ -139,6 +147,15 @@ def impute(
     if key_added is None:
         key_added = f"imputed_{name}"
     gene_idx = None if genes is None else _gene_indices(adata, genes)
+    _refuse_distances(adata, connectivity_key)
+    if library_key is None and connectivity_key in adata.obsp:
+        stored = _graph_params(adata, connectivity_key).get("library_key")
+        library_key = stored if isinstance(stored, str) and stored != "None" else None
+    sections = None
+    if library_key is not None:
+        from ..graph._api import _sections
+
+        sections = _sections(adata, library_key)
     graph = coords = None
     if est.uses_graph:
         if connectivity_key not in adata.obsp and connectivity_key != "spatial_connectivities":
@@ -151,11 +168,16 @@ def impute(
             from ..graph import spatial_neighbors
 
             logger.info("no adata.obsp[%r]: building a spatial graph with default settings", connectivity_key)
-            spatial_neighbors(adata, spatial_key=spatial_key)
+            spatial_neighbors(adata, spatial_key=spatial_key, library_key=library_key)
         graph = adata.obsp[connectivity_key]
+        if sections is not None:
+            _refuse_cross_edges(graph, sections, connectivity_key, library_key)
         est._check_graph_params(_graph_params(adata, connectivity_key))
     if est.uses_coords:
         coords = get_coords(adata, spatial_key)
+        if sections is not None:
+            names = adata.obs[library_key].to_numpy()
+            coords = _separate_sections(coords, sections, names, getattr(est, "n_neighs", 0), library_key)
     # after the graph is built (it writes uns['spatial_neighbors']), before the long fit
     _check_key_added(adata, key_added, layer=layer, slot="layers" if genes is None else "obsm")
 
@@ -173,7 +195,11 @@ def impute(
         params=est.get_params(),
         layer=layer,
         connectivity_key=connectivity_key if est.uses_graph else None,
-        extra={"seconds": float(seconds), **({"selected": sel} if (sel := est._selected_params()) else {})},
+        extra={
+            "seconds": float(seconds),
+            **({"library_key": library_key} if library_key is not None else {}),
+            **({"selected": sel} if (sel := est._selected_params()) else {}),
+        },
         genes=None if gene_idx is None else list(adata.var_names[gene_idx]),
     )
     return adata if copy else None
@@ -230,6 +256,63 @@ def _graph_params(adata: AnnData, connectivity_key: str) -> dict[str, Any]:
             params = value.get("params")
             return dict(params) if isinstance(params, dict) else {}
     return {}
+
+
+def _refuse_distances(adata: AnnData, connectivity_key: str) -> None:
+    """Refuse an ``obsp`` key that a ``spatial_neighbors`` record names as distances, not connectivities."""
+    for name, value in adata.uns.items():
+        if isinstance(value, dict) and value.get("distances_key") == connectivity_key:
+            msg = (
+                f"adata.obsp[{connectivity_key!r}] holds distances (uns[{name!r}]['distances_key']), not edge "
+                f"weights: far neighbours would weigh the most. Pass connectivity_key="
+                f"{value.get('connectivities_key', 'spatial_connectivities')!r}."
+            )
+            raise InputError(msg)
+
+
+def _refuse_cross_edges(graph, sections: np.ndarray, connectivity_key: str, library_key: str) -> None:
+    """Refuse a graph with edges between spots of different sections."""
+    G = sp.coo_matrix(graph)
+    cross = int(np.count_nonzero((sections[G.row] != sections[G.col]) & (G.data != 0)))
+    if cross:
+        msg = (
+            f"adata.obsp[{connectivity_key!r}] has {cross} edges between spots of different sections "
+            f"(obs[{library_key!r}]): rebuild it per section with spotfill.spatial_neighbors(adata, "
+            f"library_key={library_key!r}) (or squidpy's, with library_key)."
+        )
+        raise InputError(msg)
+
+
+def _separate_sections(
+    coords: np.ndarray, sections: np.ndarray, names: np.ndarray, n_neighs, library_key: str
+) -> np.ndarray:
+    """Shift each section's coordinates along x so that no neighbour search crosses sections.
+
+    Sections are placed side by side with gaps larger than any section's diameter, so every spot is
+    closer to each spot of its own section than to any spot of another: a k-nearest-neighbour search
+    (with more than ``n_neighs`` spots per section) or a radius search stays within the section.
+    """
+    from ..graph._builders import section_groups
+
+    groups = section_groups(sections)
+    k = int(n_neighs) if isinstance(n_neighs, int | np.integer) else 0
+    small = [(names[g[0]], g.size) for g in groups if g.size <= k]
+    if small:
+        msg = (
+            f"section {small[0][0]!r} of obs[{library_key!r}] has {small[0][1]} spots, not more than n_neighs={k}: "
+            "its neighbours would come from other sections; lower n_neighs or leave the section out."
+        )
+        raise InputError(msg)
+    lo = np.array([coords[g].min(axis=0) for g in groups])
+    hi = np.array([coords[g].max(axis=0) for g in groups])
+    gap = 2.0 * float(np.linalg.norm(hi - lo, axis=1).max()) + 1.0
+    out = coords.astype(np.float64, copy=True)
+    start = 0.0
+    for g, low, high in zip(groups, lo, hi, strict=True):
+        out[g, 0] += start - low[0]
+        out[g, 1:] -= low[1:]
+        start += (high[0] - low[0]) + gap
+    return out
 
 
 def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
