@@ -329,3 +329,21 @@ def test_benchmark_and_report_take_a_counts_layer_and_a_table_with_coords(h5ad, 
     assert "Data: counts.csv (30 spots x 6 genes)" in text
     assert "counts.csv is not a dataset of the results table above" in text  # the results are of in.h5ad
     capsys.readouterr()
+
+
+def test_impute_library_key_keeps_sections_apart(h5ad, tmp_path):
+    one = ad.read_h5ad(h5ad)
+    both = ad.concat({"a": one, "b": one}, label="lib", index_unique="-")  # same coordinates twice
+    path = tmp_path / "both.h5ad"
+    both.write_h5ad(path)
+    out = tmp_path / "out.h5ad"
+    knn = ["--method", "spatial_knn", "--param", "n_neighs=3"]
+    assert main(["impute", str(path), str(out), *knn, "--library-key", "lib"]) == 0
+    res = ad.read_h5ad(out)
+    assert res.uns["imputed_spatial_knn"]["library_key"] == "lib"
+    layer = res.layers["imputed_spatial_knn"]
+    layer = layer.toarray() if sp.issparse(layer) else np.asarray(layer)
+    ref = SpatialKNN(n_neighs=3).fit_transform(one.X, coords=one.obsm["spatial"])
+    ref = ref.toarray() if sp.issparse(ref) else np.asarray(ref)
+    np.testing.assert_allclose(layer[:30], ref, rtol=1e-6)  # as if each section were alone
+    np.testing.assert_allclose(layer[30:], ref, rtol=1e-6)

@@ -84,7 +84,17 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             f"result's key ({key!r})."
         )
         raise SpotfillError(msg)
-    impute(adata, args.method, layer=args.layer, key_added=key, genes=genes, seed=seed, device=device, **params)
+    impute(
+        adata,
+        args.method,
+        layer=args.layer,
+        key_added=key,
+        genes=genes,
+        seed=seed,
+        device=device,
+        library_key=args.library_key,
+        **params,
+    )
     if genes is not None and table:  # the spots x genes table of the imputed genes
         import anndata as ad
 
@@ -178,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key-added", default=None, help="output layer name (default imputed_<method>)")
     p.add_argument("--layer", default=None, help="input layer with raw counts (default X)")
+    p.add_argument(
+        "--library-key",
+        default=None,
+        help="obs column naming each spot's section, for several sections in one file (default: the one the "
+        "stored spatial graph was built with, if any)",
+    )
     p.add_argument(
         "--genes",
         default=None,
