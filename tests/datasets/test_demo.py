@@ -53,3 +53,10 @@ def test_cli_demo_creates_the_folder(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"wrote {out / 'mob_imputed.h5ad'}" in printed
     assert (out / "mob_markers.png").exists()
+
+
+def test_demo_refuses_an_unknown_method_before_making_the_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--method", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not out.exists()

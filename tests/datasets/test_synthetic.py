@@ -207,8 +207,15 @@ def test_h5ad_round_trip(tmp_path, visium):
         ({"n_domains": 11}, "n_domains must be"),
         ({"n_spots": 0}, "n_spots must be a positive integer"),
         ({"depth": -1.0}, "depth"),
-        ({"dispersion": -0.1}, "dispersion must be >= 0"),
-        ({"lengthscale": 0.0}, "lengthscale must be positive"),
+        ({"dispersion": -0.1}, "dispersion must be a finite number >= 0"),
+        ({"lengthscale": 0.0}, "lengthscale must be a positive finite number"),
+        ({"n_spots": 10.0}, "n_spots must be a positive integer"),  # whole floats and bools are not sizes
+        ({"rank": True}, "rank must be a positive integer"),
+        ({"n_domains": 2.0}, "n_domains must be an integer"),
+        ({"seed": None}, "seed must be an integer"),  # checked before any simulation
+        ({"seed": -1}, "seed must be an integer"),
+        ({"depth": float("inf")}, "depth"),
+        ({"gene_sd": float("inf")}, "gene_sd must be a finite number"),
     ],
 )
 def test_bad_options_raise(kwargs, match):

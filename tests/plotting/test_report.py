@@ -247,3 +247,48 @@ def test_a_tie_with_a_partly_failed_method_is_not_its_best(tmp_path):
     text = report(pd.DataFrame(rows, columns=cols), out=tmp_path / "r.html").read_text()
     assert text.count('<td class="best">0.5') == 1  # A's; B ties but lost a seed
     assert '<td class="best">0.5 &plusmn; 0</td>' in text
+
+
+def test_names_are_text_whatever_they_look_like(tmp_path):
+    """Numeric dataset names, mathtext-like method names and blank cells."""
+    df = _hand_results()
+    df["dataset"] = "151673"
+    df.loc[df["method"] == "b", "method"] = "price_$1_$2"
+    df.to_csv(tmp_path / "r.csv", index=False)
+    page = report(tmp_path / "r.csv", out=tmp_path / "r.html").read_text()
+    assert "<h2>151673</h2>" in page
+    assert "price_$1_$2" in page
+    bad = df.copy()
+    bad.loc[0, "method"] = " "
+    with pytest.raises(InputError, match="1 row\\(s\\) without a method"):
+        report(bad, out=tmp_path / "b.html")
+    bad = df.copy().astype({"seed": object})
+    bad.loc[0, "seed"] = "<b>0</b>"
+    with pytest.raises(InputError, match="seed column must hold whole numbers"):
+        report(bad, out=tmp_path / "b.html")
+    with pytest.raises(InputError, match="no rows"):
+        report(df.iloc[:0], out=tmp_path / "b.html")
+
+
+def test_one_data_file_need_not_be_a_list(tmp_path):
+    _adata().write_h5ad(tmp_path / "d.h5ad")
+    df = _hand_results()
+    one = report(df, data=tmp_path / "d.h5ad", methods=["spatial_knn"], out=tmp_path / "one.html").read_text()
+    data = one.split("<h2>Data: d (64 spots x 12 genes)</h2>")[1]  # the panels of the one file
+    assert data.count("data:image/png") == 4  # maps, predicted vs true, errors, domains
+
+
+@pytest.mark.parametrize("n_side", [8, 60])
+def test_map_discs_are_about_one_spot_spacing_wide(n_side):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from spotfill.plotting._figures import spatial_maps
+
+    row, col = np.divmod(np.arange(n_side * n_side), n_side)
+    xy = np.c_[col, row].astype(float) * 137.0  # any unit
+    fig = spatial_maps(xy, ["g"], {"raw": np.ones((xy.shape[0], 1)), "m": np.ones((xy.shape[0], 1))})
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    points_per_unit = ax.get_window_extent().width * 72 / fig.dpi / np.ptp(ax.get_xlim())
+    disc = np.sqrt(ax.collections[0].get_sizes()[0])  # diameter in points
+    assert 0.6 < disc / (137.0 * points_per_unit) < 1.2

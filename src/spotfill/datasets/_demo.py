@@ -53,10 +53,14 @@ def run_demo(*, out: str | Path = "spotfill_demo", method: str | None = None, se
     Human-readable summary lines: method, run time, fraction of zeros before and after, and the
     paths written.
     """
+    from .._validation import check_seed
     from ..graph import spatial_neighbors
     from ..io import write
-    from ..methods import impute
+    from ..methods import get_method, impute
 
+    if method is not None:
+        get_method(method)  # an unknown name is refused before the folder is made
+    check_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     adata = mouse_olfactory_bulb()

@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 
 from .._errors import InputError
 from .._logging import progress as _progress
+from .._validation import check_seed, is_int, is_number
 
 if TYPE_CHECKING:
     from numpy.random import Generator
@@ -258,28 +259,29 @@ def _check_options(
     options: dict,
 ) -> None:
     for name, value in (("n_spots", n_spots), ("n_genes", n_genes), ("rank", rank), ("chunk_size", chunk_size)):
-        if int(value) != value or value < 1:
+        if not is_int(value) or value < 1:
             msg = f"{name} must be a positive integer, got {value!r}."
             raise InputError(msg)
+    check_seed(options["seed"])
     if platform not in get_args(Platform):
         msg = f"platform must be one of {get_args(Platform)}, got {platform!r}."
         raise InputError(msg)
-    if int(n_domains) != n_domains or not 1 <= n_domains <= n_spots:
+    if not is_int(n_domains) or not 1 <= n_domains <= n_spots:
         msg = f"n_domains must be an integer between 1 and n_spots ({n_spots}), got {n_domains!r}."
         raise InputError(msg)
-    if not depth > 0:
-        msg = f"depth (the mean library size) must be positive, got {depth!r}."
+    if not (is_number(depth) and depth > 0):
+        msg = f"depth (the mean library size) must be a positive finite number, got {depth!r}."
         raise InputError(msg)
-    if not dispersion >= 0:
-        msg = f"dispersion must be >= 0 (0 gives Poisson counts), got {dispersion!r}."
+    if not (is_number(dispersion) and dispersion >= 0):
+        msg = f"dispersion must be a finite number >= 0 (0 gives Poisson counts), got {dispersion!r}."
         raise InputError(msg)
     for name in ("library_sd", "gene_sd", "domain_sd", "field_sd"):
-        if not options[name] >= 0:
-            msg = f"{name} must be >= 0, got {options[name]!r}."
+        if not (is_number(options[name]) and options[name] >= 0):
+            msg = f"{name} must be a finite number >= 0, got {options[name]!r}."
             raise InputError(msg)
     for name in ("gene_shape", "lengthscale"):
-        if not options[name] > 0:
-            msg = f"{name} must be positive, got {options[name]!r}."
+        if not (is_number(options[name]) and options[name] > 0):
+            msg = f"{name} must be a positive finite number, got {options[name]!r}."
             raise InputError(msg)
 
 

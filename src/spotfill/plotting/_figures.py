@@ -7,12 +7,14 @@ No ``pyplot``: the figures never touch the global state or an interactive backen
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -31,11 +33,26 @@ __all__ = [
 ]
 
 
+_PLAIN_TEXT = {"text.parse_math": False}  # names such as "price_$1" are text, not mathtext
+
+
+def _plain_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure with mathtext off: method, dataset and gene names are printed as given."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> Figure:
+        with rc_context(_PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def to_png_base64(fig: Figure, *, dpi: int = 90) -> str:
     """Render ``fig`` with Agg and return the PNG as base64 text."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    with rc_context(_PLAIN_TEXT):  # tick labels are made when drawn
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -44,6 +61,7 @@ def _grid(n: int, *, ncols: int = 4) -> tuple[int, int]:
     return int(np.ceil(n / ncols)), ncols
 
 
+@_plain_text
 def bar_metrics(summary: pd.DataFrame, metrics: Sequence[str], *, title: str = "") -> Figure:
     """Bar chart of each metric: datasets on the x axis, one bar per method, error bars = sd over seeds.
 
@@ -78,6 +96,7 @@ def bar_metrics(summary: pd.DataFrame, metrics: Sequence[str], *, title: str = "
     return fig
 
 
+@_plain_text
 def cost_figure(cost: pd.DataFrame) -> Figure:
     """Wall time and peak memory per method.
 
@@ -112,8 +131,12 @@ def cost_figure(cost: pd.DataFrame) -> Figure:
                     )
             ax.set_xscale("log")
             ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 x 10^k, plain numbers
-                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            # ticks at 1, 2, 5 x 10^k, plain numbers; on an x axis of more than two decades the
+            # spot counts (10000, 20000, 50000, ...) are too wide to sit side by side: 10^k only
+            wide = np.ptp(np.log10(cost["n_spots"].clip(lower=1).to_numpy(dtype=float))) > 2
+            for axis in (ax.xaxis, ax.yaxis):
+                subs = (1.0,) if axis is ax.xaxis and wide else (1.0, 2.0, 5.0)
+                axis.set_major_locator(LogLocator(base=10, subs=subs))
                 axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("spots")
@@ -163,8 +186,18 @@ def spatially_variable_genes(X: sp.csr_matrix, graph: sp.spmatrix, n: int = 3, *
     return np.argsort(-np.where(ok, moran, -np.inf), kind="stable")[: min(n, X.shape[1])]
 
 
-def _spot_size(n_spots: int) -> float:
-    return float(np.clip(6000.0 / max(n_spots, 1), 0.5, 40.0))
+def _spot_size(coords: np.ndarray, panel: tuple[float, float]) -> float:
+    """Marker area (points^2) whose disc is about one spot spacing wide in a ``panel`` (inches) map.
+
+    The map fills about 80 % of its panel at equal aspect: one data unit is
+    ``min(0.8 * width / x range, 0.8 * height / y range)`` inches.
+    """
+    if coords.shape[0] == 0:
+        return 1.0
+    spacing = _spacing(coords)
+    extent = np.ptp(coords, axis=0) + 1.2 * spacing  # the padding of _setup_map
+    per_unit = 72.0 * min(0.8 * panel[0] / extent[0], 0.8 * panel[1] / extent[1])  # points per data unit
+    return float(np.clip((0.95 * spacing * per_unit) ** 2, 0.3, 400.0))
 
 
 def _spacing(coords: np.ndarray) -> float:
@@ -187,6 +220,7 @@ def _setup_map(ax, coords: np.ndarray) -> None:
     ax.set_ylim(coords[:, 1].max() + pad, coords[:, 1].min() - pad)  # image convention: y down
 
 
+@_plain_text
 def spatial_maps(
     coords: np.ndarray, genes: Sequence[str], panels: Mapping[str, np.ndarray], *, label: str = "log1p"
 ) -> Figure:
@@ -206,7 +240,7 @@ def spatial_maps(
     """
     names = list(panels)
     fig = Figure(figsize=(2.6 * len(names), 2.5 * len(genes)), layout="constrained")
-    s = _spot_size(coords.shape[0])
+    s = _spot_size(coords, (2.6 * 0.85, 2.5))  # the colour bar takes part of each row
     for g, gene in enumerate(genes):
         vals = {k: np.log1p(np.clip(np.asarray(v[:, g], dtype=np.float64), 0, None)) for k, v in panels.items()}
         vmax = max(float(np.nanpercentile(v, 99)) for v in vals.values()) or 1.0
@@ -221,6 +255,7 @@ def spatial_maps(
     return fig
 
 
+@_plain_text
 def pred_vs_true(truth: np.ndarray, preds: Mapping[str, np.ndarray], *, max_points: int = 200_000) -> Figure:
     """Density (hexbin, log colour) of ``log1p`` predicted against ``log1p`` true held-out counts."""
     names = list(preds)
@@ -243,6 +278,7 @@ def pred_vs_true(truth: np.ndarray, preds: Mapping[str, np.ndarray], *, max_poin
     return fig
 
 
+@_plain_text
 def error_histogram(truth: np.ndarray, preds: Mapping[str, np.ndarray]) -> Figure:
     """Histogram of ``log1p(p) - log1p(y)`` on the held-out entries, one outline per method."""
     fig = Figure(figsize=(6, 3.4), layout="constrained")
@@ -274,6 +310,7 @@ def _align(clusters: np.ndarray, codes: np.ndarray, known: np.ndarray, k: int) -
     return mapping[clusters]
 
 
+@_plain_text
 def domain_maps(coords: np.ndarray, labels: np.ndarray, clusterings: Mapping[str, tuple[np.ndarray, float]]) -> Figure:
     """Expert labels next to the KMeans domains of each panel (title: the panel's ARI)."""
     from matplotlib import colormaps
@@ -286,7 +323,7 @@ def domain_maps(coords: np.ndarray, labels: np.ndarray, clusterings: Mapping[str
     names = ["expert labels", *clusterings]
     nrows, ncols = _grid(len(names), ncols=4)
     fig = Figure(figsize=(3.0 * ncols, 3.0 * nrows), layout="constrained")
-    s = _spot_size(coords.shape[0])
+    s = _spot_size(coords, (3.0, 3.0))
     for j, name in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, j + 1)
         if j == 0:

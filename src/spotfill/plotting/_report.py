@@ -65,7 +65,12 @@ def _read_results(results: str | Path | pd.DataFrame) -> pd.DataFrame:
         df = results.copy()
     else:
         try:
-            df = pd.read_csv(results, keep_default_na=False, na_values=["", "nan", "NaN"])
+            df = pd.read_csv(
+                results,
+                keep_default_na=False,
+                na_values=["", "nan", "NaN"],
+                dtype=dict.fromkeys(("dataset", "protocol", "method", "metric"), str),
+            )
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             msg = (
                 f"{results} is not a results CSV ({type(err).__name__}): pass the CSV written by spotfill benchmark "
@@ -77,6 +82,21 @@ def _read_results(results: str | Path | pd.DataFrame) -> pd.DataFrame:
     if missing:
         msg = f"results table lacks columns {sorted(missing)}: pass the CSV written by spotfill benchmark."
         raise InputError(msg)
+    if df.empty:
+        msg = "the results table has no rows: run spotfill benchmark first (and check it wrote results)."
+        raise InputError(msg)
+    for col in ("dataset", "protocol", "method", "metric"):  # names such as "151673" are names, not numbers
+        blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if blank.any():
+            msg = f"the results table has {int(blank.sum())} row(s) without a {col} (first: row {int(blank.idxmax())})."
+            raise InputError(msg)
+        df[col] = df[col].astype(str)
+    seeds = pd.to_numeric(df["seed"], errors="coerce")
+    if seeds.isna().any() or not np.all(seeds == np.round(seeds)):
+        bad = df["seed"][seeds.isna() | (seeds != np.round(seeds))].iloc[0]
+        msg = f"the results table's seed column must hold whole numbers, found {bad!r}."
+        raise InputError(msg)
+    df["seed"] = seeds.astype(np.int64)
     if "status" not in df:
         df["status"] = "ok"
     if "error" not in df:
@@ -293,7 +313,7 @@ def _data_panels(
 def report(
     results: str | Path | pd.DataFrame,
     *,
-    data: Sequence[str | Path] | None = None,
+    data: str | Path | Sequence[str | Path] | None = None,
     out: str | Path = "report.html",
     methods: Sequence[str] | None = None,
     seed: int = 0,
@@ -308,7 +328,7 @@ def report(
     results
         The results of :func:`spotfill.benchmark.run_benchmark` (DataFrame or its CSV).
     data
-        Datasets (any format :func:`spotfill.read` reads without options, or
+        A dataset or a list of them (any format :func:`spotfill.read` reads without options, or
         ``"synthetic:N_SPOTSxN_GENES"``) for the data panels: spatial maps (``log1p`` counts per
         10,000 of each spot) of the three genes with the largest Moran's I over the spatial graph
         (raw and each method), predicted-vs-true density and error histogram on the P1 held-out
@@ -338,6 +358,8 @@ def report(
     never highlighted; a skipped protocol shows its reason), a cost table, one bar chart per
     protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
+    if data is not None and not isinstance(data, list | tuple):
+        data = [data]  # one path (or AnnData), not a sequence of characters
     read_options = dict(read_options or {})
     if read_options.get("coords") is not None and len(data or ()) != 1:
         msg = f"coords= (--coords) names the coordinates of one count table, but {len(data or ())} --data were given."
