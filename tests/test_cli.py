@@ -347,3 +347,43 @@ def test_impute_library_key_keeps_sections_apart(h5ad, tmp_path):
     ref = ref.toarray() if sp.issparse(ref) else np.asarray(ref)
     np.testing.assert_allclose(layer[:30], ref, rtol=1e-6)  # as if each section were alone
     np.testing.assert_allclose(layer[30:], ref, rtol=1e-6)
+
+
+def test_impute_coord_type_builds_the_graph_asked_for(h5ad, tmp_path, capsys):
+    adata = ad.read_h5ad(h5ad)
+    adata.obs["array_row"] = np.arange(30) / 2  # not whole numbers: no grid
+    adata.obs["array_col"] = np.zeros(30)
+    adata.write_h5ad(tmp_path / "half.h5ad")
+    out = tmp_path / "o.h5ad"
+    assert (
+        main(["impute", str(tmp_path / "half.h5ad"), str(out), "--method", "spatial_knn", "--param", "use_graph=true"])
+        == 2
+    )
+    assert "whole numbers" in one_line_error(capsys, 2)
+    args = ["--method", "spatial_knn", "--param", "use_graph=true", "--coord-type", "generic"]
+    assert main(["impute", str(tmp_path / "half.h5ad"), str(out), *args]) == 0
+    assert ad.read_h5ad(out).uns["spatial_neighbors"]["params"]["coord_type"] == "generic"
+
+
+def test_impute_refuses_all_zero_counts_and_names_the_output_it_cannot_write(h5ad, tmp_path, capsys):
+    zero = ad.read_h5ad(h5ad)
+    zero.X = sp.csr_matrix(zero.shape, dtype=np.float32)
+    zero.write_h5ad(tmp_path / "zero.h5ad")
+    assert "holds no non-zero count" in one_line_error(
+        capsys, main(["impute", str(tmp_path / "zero.h5ad"), str(tmp_path / "o.h5ad")])
+    )
+    from spotfill._files import atomic_path
+
+    target = tmp_path / "gone" / "x.h5ad"  # the folder vanished after the checks
+    with pytest.raises(OSError, match="cannot write here") as err, atomic_path(target):
+        pass
+    assert err.value.filename == str(target)
+
+
+def test_a_closed_pipe_is_not_an_error():
+    with subprocess.Popen(
+        [sys.executable, "-m", "spotfill", "methods"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        proc.stdout.close()  # the reader is gone before anything is written (as `| head -0`)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr.read() == b""

@@ -29,13 +29,19 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
     An interrupted write therefore never leaves a truncated ``target`` (nor the temporary file). The
     folder must exist. ``suffix`` ends the temporary name (some writers pick the format from it).
     """
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
+    except OSError as err:  # named after the target, not the temporary file nobody asked for
+        raise OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, _file_mode(target))
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot replace the file ({err.strerror})", str(target)) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,10 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             f"result's key ({key!r})."
         )
         raise SpotfillError(msg)
+    if args.coord_type is not None:  # the graph is rebuilt as asked (a stored one is replaced)
+        from .graph import spatial_neighbors
+
+        spatial_neighbors(adata, coord_type=args.coord_type, library_key=args.library_key)
     impute(
         adata,
         args.method,
@@ -195,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         "stored spatial graph was built with, if any)",
     )
     p.add_argument(
+        "--coord-type",
+        default=None,
+        choices=["grid", "generic"],
+        help="build the spatial graph from the array grid (array_row/array_col) or as 6 nearest neighbours of "
+        "obsm['spatial'], replacing a stored one (default: use the stored graph, else build one as "
+        "spotfill.spatial_neighbors does)",
+    )
+    p.add_argument(
         "--genes",
         default=None,
         help="comma-separated gene names: predict only these, into obsm[key] (.h5ad) or the table; for large data",
@@ -265,7 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (spotfill methods | head -1): nothing left to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):  # stdout without a file descriptor
+            pass
+        return 0
     except (SpotfillError, OSError) as err:  # OSError: missing files, permissions, a full disk
         msg = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
         print(f"spotfill: error: {msg}", file=sys.stderr)

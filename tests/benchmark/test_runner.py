@@ -503,3 +503,20 @@ def test_isolated_failure_reports_the_methods_own_seconds(ext, tmp_path):
     assert meta["error"] == "ValueError: nope"
     assert isinstance(meta["seconds"], float)  # before, only a successful call recorded it
     assert meta["seconds"] >= 0
+
+
+def test_datasets_that_would_share_a_name_are_refused(tmp_path):
+    from spotfill.benchmark._runner import dataset_name
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _adata().write_h5ad(tmp_path / folder / "section.h5ad")
+    files = [str(tmp_path / "a" / "section.h5ad"), str(tmp_path / "b" / "section.h5ad")]
+    with pytest.raises(InputError, match="would all be named 'section'"):
+        run_benchmark(files, methods=["raw"], progress=False)
+    with pytest.raises(InputError, match="would all be named 'toy'"):
+        run_benchmark([_adata(), _adata(seed=1)], methods=["raw"], progress=False)
+    # Space Ranger folders are all called outs: the run's folder names them
+    assert dataset_name(tmp_path / "sample1" / "outs") == "sample1"
+    assert dataset_name("synthetic:10x5") == "synthetic:10x5"
+    assert dataset_name(tmp_path / "x.h5ad") == "x"

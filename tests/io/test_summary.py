@@ -122,3 +122,11 @@ def test_a_counts_layer_is_described_instead_of_x(no_graph):
     assert out["total counts per spot (median)"] == summarize(make(SQUARE))["total counts per spot (median)"]
     with pytest.raises(spotfill.InputError, match="layer 'raw' .*available layers: \\['counts'\\]"):
         summarize(a, layer="raw")
+
+
+def test_non_integer_array_positions_are_no_grid():
+    a = make(SQUARE)
+    a.obs["array_row"] = a.obs["array_row"] + 0.5  # not array indices: spatial_neighbors refuses them as a grid
+    out = summarize(a)
+    assert out["grid"] == "none (generic coordinates)"
+    assert out["neighbours per spot (order 1)"].startswith("min ")  # from a 6-nearest-neighbour graph instead

@@ -56,13 +56,28 @@ _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)$")
 
 
 # --- datasets ---------------------------------------------------------------------------------
-def _dataset_name(adata: AnnData, index: int) -> str:
-    info = adata.uns.get("dataset")
-    if isinstance(info, str) and info:
-        return info
-    if isinstance(info, dict) and info.get("name"):
-        return str(info["name"])
-    return f"data{index}"
+def dataset_name(data: object, index: int = 0) -> str:
+    """Return the name of a benchmark dataset in the results.
+
+    The file name without ``.h5ad``, a Space Ranger ``outs`` folder's parent folder,
+    ``synthetic:...`` as given, or an AnnData's ``uns['dataset']['name']`` (``data<index>`` without
+    one).
+    """
+    from anndata import AnnData
+
+    if isinstance(data, AnnData):
+        info = data.uns.get("dataset")
+        if isinstance(info, str) and info:
+            return info
+        if isinstance(info, dict) and info.get("name"):
+            return str(info["name"])
+        return f"data{index}"
+    path = Path(str(data))
+    if _SYNTHETIC.match(str(data)):
+        return str(data)
+    if path.name == "outs" and path.parent.name:  # every Space Ranger run writes an outs folder
+        return path.parent.name
+    return path.name.removesuffix(".h5ad")
 
 
 def load_dataset(
@@ -87,8 +102,9 @@ def load_dataset(
 
     from ..graph import spatial_neighbors
 
+    name = dataset_name(data, index)
     if isinstance(data, AnnData):
-        adata, name = data, _dataset_name(data, index)
+        adata = data
     else:
         text = str(data)
         match = _SYNTHETIC.match(text)
@@ -96,7 +112,6 @@ def load_dataset(
             from ..datasets import synthetic
 
             adata = synthetic(int(match.group(1)), int(match.group(2)), seed=0, truth=False)
-            name = text
         elif text.startswith("synthetic:"):
             msg = f"synthetic data are named 'synthetic:N_SPOTSxN_GENES' (e.g. synthetic:1000x500), got {text!r}."
             raise InputError(msg)
@@ -104,7 +119,6 @@ def load_dataset(
             from ..io import read
 
             adata = read(text, **(read_options or {}))
-            name = Path(text).name.removesuffix(".h5ad")
     try:
         counts, what = get_matrix(adata, layer)
     except InputError as err:
@@ -456,6 +470,19 @@ def run_benchmark(
         raise InputError(msg)
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
+    names = [dataset_name(item, i) for i, item in enumerate(data)]
+    same = sorted({n for n in names if names.count(n) > 1})
+    if same:
+        which = [
+            "an AnnData" if hasattr(item, "uns") else str(item)
+            for item, n in zip(data, names, strict=True)
+            if n == same[0]
+        ]
+        msg = (
+            f"datasets {', '.join(which)} would all be named {same[0]!r} in the results, and their rows would mix: "
+            "list each dataset once, and rename files that share a name (for AnnData: uns['dataset'] = {'name': ...})."
+        )
+        raise InputError(msg)
     seeds = list(seeds)
     bad = [s for s in seeds if not is_seed(s)]
     if bad or not seeds:

@@ -105,6 +105,8 @@ def _grid_positions(adata: AnnData) -> tuple[np.ndarray, np.ndarray] | None:
     col = pd.to_numeric(adata.obs["array_col"], errors="coerce").to_numpy(dtype=np.float64)
     if not (np.all(np.isfinite(row)) and np.all(np.isfinite(col))):
         return None
+    if np.any(row != np.round(row)) or np.any(col != np.round(col)):
+        return None  # not array indices: no grid (spotfill.spatial_neighbors refuses them as one too)
     return row.astype(np.int64), col.astype(np.int64)
 
 
@@ -148,9 +150,10 @@ def _graph_degree(adata: AnnData) -> np.ndarray | None:
     except ImportError:
         return None
     # a light copy: positions only, so the counts are not duplicated
+    grid = ["array_row", "array_col"] if _grid_positions(adata) is not None else []  # else a kNN graph
     light = AnnData(
         X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
-        obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy(),
+        obs=adata.obs[grid].copy(),
         obsm={"spatial": np.asarray(adata.obsm["spatial"])},
     )
     light.obs_names = adata.obs_names

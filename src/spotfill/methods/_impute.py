@@ -122,6 +122,13 @@ def impute(
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
+    if not X.data.any():
+        msg = (
+            f"{'adata.X' if layer is None else f'layer {layer!r}'} holds no non-zero count ({adata.n_obs} x "
+            f"{adata.n_vars}, all zero): nothing to impute. Check that this is the right file, or pass the layer "
+            "with the counts (layer=, --layer)."
+        )
+        raise InputError(msg)
     frac = non_integer(X.data)
     if frac.size:
         logger.warning(
