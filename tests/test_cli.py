@@ -387,3 +387,16 @@ def test_a_closed_pipe_is_not_an_error():
         proc.stdout.close()  # the reader is gone before anything is written (as `| head -0`)
         assert proc.wait(timeout=60) == 0
         assert proc.stderr.read() == b""
+
+
+def test_impute_coord_type_keeps_the_stored_graph_sections(h5ad, tmp_path):
+    one = ad.read_h5ad(h5ad)
+    both = ad.concat({"a": one, "b": one}, label="lib", index_unique="-")
+    spotfill.spatial_neighbors(both, library_key="lib")
+    both.write_h5ad(tmp_path / "both.h5ad")
+    out = tmp_path / "out.h5ad"
+    args = ["--method", "spatial_knn", "--param", "n_neighs=3", "--coord-type", "generic"]
+    assert main(["impute", str(tmp_path / "both.h5ad"), str(out), *args]) == 0
+    res = ad.read_h5ad(out)
+    assert res.uns["spatial_neighbors"]["params"]["library_key"] == "lib"  # rebuilt per section, as stored
+    assert res.uns["imputed_spatial_knn"]["library_key"] == "lib"

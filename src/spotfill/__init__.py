@@ -12,7 +12,7 @@ Typical use::
 from __future__ import annotations
 
 from . import datasets
-from ._errors import InputError, SpotfillError
+from ._errors import InputError, SpotfillError, SpotfillWarning
 from ._version import __version__
 from .graph import spatial_neighbors
 from .io import read, write
@@ -21,6 +21,7 @@ from .methods import impute, list_methods
 __all__ = [
     "InputError",
     "SpotfillError",
+    "SpotfillWarning",
     "__version__",
     "benchmark",
     "datasets",

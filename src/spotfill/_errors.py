@@ -7,7 +7,7 @@ code 2, without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SpotfillError", "UnknownMethodError"]
+__all__ = ["InputError", "SpotfillError", "SpotfillWarning", "UnknownMethodError"]
 
 
 class SpotfillError(ValueError):
@@ -23,3 +23,11 @@ class UnknownMethodError(SpotfillError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class SpotfillWarning(UserWarning):
+    """Something in the input that spotfill works around but the user should know about.
+
+    Issued with :func:`warnings.warn`, so it shows by default (as anndata's and scikit-learn's data
+    warnings do) and can be filtered: ``warnings.filterwarnings("ignore", category=SpotfillWarning)``.
+    """

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,13 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             f"result's key ({key!r})."
         )
         raise SpotfillError(msg)
-    if args.coord_type is not None:  # the graph is rebuilt as asked (a stored one is replaced)
+    library_key = args.library_key
+    if args.coord_type is not None:  # the graph is rebuilt as asked (a stored one is replaced), per section as before
         from .graph import spatial_neighbors
+        from .methods._impute import stored_library_key
 
-        spatial_neighbors(adata, coord_type=args.coord_type, library_key=args.library_key)
+        library_key = library_key if library_key is not None else stored_library_key(adata)
+        spatial_neighbors(adata, coord_type=args.coord_type, library_key=library_key)
     impute(
         adata,
         args.method,
@@ -97,7 +101,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         genes=genes,
         seed=seed,
         device=device,
-        library_key=args.library_key,
+        library_key=library_key,
         **params,
     )
     if genes is not None and table:  # the spots x genes table of the imputed genes
@@ -196,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--library-key",
         default=None,
-        help="obs column naming each spot's section, for several sections in one file (default: the one the "
-        "stored spatial graph was built with, if any)",
+        help="obs column naming each spot's section, for several sections in one file (default: the one "
+        "spotfill.spatial_neighbors recorded for the stored graph, if any; squidpy records none)",
     )
     p.add_argument(
         "--coord-type",
@@ -272,13 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    print(f"spotfill: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user error, with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        code = int(args.func(args) or 0)
+        with warnings.catch_warnings():  # one line per warning, as the errors
+            warnings.showwarning = _show_warning
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:  # the reader went away (spotfill methods | head -1): nothing left to say

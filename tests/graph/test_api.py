@@ -228,6 +228,11 @@ def test_swapped_hex_positions_are_refused():
     swapped.obs["array_col"] = adata.obs["array_row"].to_numpy()
     with pytest.raises(InputError, match=r"look swapped.*1\.73 times"):
         spatial_neighbors(swapped)
+    # coordinates in array units (x = array_col, y = array_row: BayesSpace, spatialLIBD) cannot show a swap
+    units = adata.copy()
+    units.obsm["spatial"] = units.obs[["array_col", "array_row"]].to_numpy(dtype=float)
+    spatial_neighbors(units)
+    assert neighbor_counts(units.obsp["spatial_connectivities"]).max() == 6
     # an explicit lattice is checked too; a generic graph does not use the array positions
     with pytest.raises(InputError, match="look swapped"):
         spatial_neighbors(swapped, lattice="hex")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spotfill import InputError
+from spotfill import InputError, SpotfillWarning
 from spotfill.graph import detect_lattice, lattice_graph, ring_offsets
 
 
@@ -185,7 +185,8 @@ def test_detect_hex_tolerates_a_stray_spot():
     r, c = hex_grid(20, 20)  # 200 spots
     r = np.append(r, 30)
     c = np.append(c, 31)  # odd parity, 0.5 % of spots
-    assert detect_lattice(r, c) == "hex"
+    with pytest.warns(SpotfillWarning, match="1 spot\\(s\\) off the lattice parity"):
+        assert detect_lattice(r, c) == "hex"
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotfill import SpotfillWarning
 from spotfill._errors import InputError
 from spotfill.methods import make_method
 from spotfill.methods.baselines import (
@@ -85,7 +86,12 @@ def test_expression_knn_on_all_zero_counts_predicts_zeros():
     # nothing to project: the PCA is skipped (ARPACK would fail on a zero matrix)
     X = sp.csr_matrix((12, 5), dtype=np.float32)
     est = ExpressionKNN(n_neighs=3)
-    np.testing.assert_array_equal(est.fit_transform(X).toarray(), np.zeros((12, 5)))
+    with pytest.warns(SpotfillWarning) as record:
+        np.testing.assert_array_equal(est.fit_transform(X).toarray(), np.zeros((12, 5)))
+    assert [str(w.message) for w in record] == [
+        "only 0 spots have counts: each gets at most 0 neighbours",
+        "12 spots have no neighbour with counts: their predictions are 0",
+    ]
     assert est.n_comps_ == 0
 
 
@@ -145,7 +151,8 @@ def test_interpolate_weights_by_hand():
     est = SpatialInterpolation(kernel="idw", include_self=True).fit(X, coords=coords)
     np.testing.assert_allclose(est.weights_.toarray()[1], np.array([1, 4, 0.25]) / 5.25, rtol=1e-6)
     # explicit spacing and radius: 2 -> within 2 spacings of 1 only with spacing 1.0
-    est = SpatialInterpolation(kernel="idw", radius=1.5, spacing=1.0).fit(X, coords=coords)
+    with pytest.warns(SpotfillWarning, match="1 spots have no neighbour with counts"):
+        est = SpatialInterpolation(kernel="idw", radius=1.5, spacing=1.0).fit(X, coords=coords)
     np.testing.assert_allclose(est.weights_.toarray(), [[0, 1, 0], [1, 0, 0], [0, 0, 0]], rtol=1e-6)
     np.testing.assert_allclose(_dense(est.transform())[2], [0, 0])  # isolated spot -> 0
 
@@ -184,7 +191,8 @@ def test_spots_without_counts_are_nobodys_neighbour():
     # expression kNN: the empty spot has no profile, so no neighbours (prediction 0) and is nobody's
     Xe = np.array([[10, 0, 1], [20, 0, 2], [30, 0, 0], [0, 0, 0], [0, 5, 5], [0, 1, 1], [0, 2, 2]], dtype=np.float32)
     est = ExpressionKNN(n_neighs=2, n_comps=None)
-    Y = _dense(est.fit_transform(Xe))
+    with pytest.warns(SpotfillWarning, match="1 spots have no neighbour with counts"):
+        Y = _dense(est.fit_transform(Xe))
     np.testing.assert_allclose(Y, [[20, 0, 1]] * 3 + [[0, 0, 0]] + [[0, 8 / 3, 8 / 3]] * 3, rtol=1e-5)
     np.testing.assert_array_equal(est.neighbors_[3], [-1, -1])
     assert 3 not in est.neighbors_
@@ -344,8 +352,11 @@ def test_expression_knn_same_seed_same_result_despite_ties():
     from spotfill.datasets import synthetic
 
     X = synthetic(120, 30, seed=0).X  # 32 spots have a tie at their 10th neighbour
-    first = ExpressionKNN().fit_transform(X)
+    with pytest.warns(SpotfillWarning, match="3 spots have no neighbour"):  # 3 spots without counts
+        first = ExpressionKNN().fit_transform(X)
     for _ in range(4):
-        again = ExpressionKNN().fit_transform(X)
+        with pytest.warns(SpotfillWarning):
+            again = ExpressionKNN().fit_transform(X)
         assert (again != first).nnz == 0
-    np.testing.assert_array_equal(ExpressionKNN().fit_transform(X.toarray()).toarray(), first.toarray())
+    with pytest.warns(SpotfillWarning):
+        np.testing.assert_array_equal(ExpressionKNN().fit_transform(X.toarray()).toarray(), first.toarray())

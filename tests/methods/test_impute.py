@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 import spotfill
+from spotfill import SpotfillWarning
 from spotfill._errors import InputError, UnknownMethodError
 from spotfill.methods import impute, make_method
 from spotfill.methods.baselines import GeneMedian, SpatialKNN
@@ -131,7 +132,8 @@ def test_graph_from_obsp_is_used(adata):
     side = 8
     i = np.flatnonzero(adata.obs["array_col"].to_numpy() < side - 1)
     adata.obsp["right"] = sp.csr_matrix((np.ones(i.size), (i, i + 1)), shape=(n, n))
-    impute(adata, "spatial_knn", use_graph=True, include_self=False, connectivity_key="right")
+    with pytest.warns(SpotfillWarning, match="8 spots have no neighbour with counts"):  # the last column
+        impute(adata, "spatial_knn", use_graph=True, include_self=False, connectivity_key="right")
     assert adata.uns["imputed_spatial_knn"]["connectivity_key"] == "right"
     Y = adata.layers["imputed_spatial_knn"].toarray()
     X = adata.X.toarray()
@@ -383,12 +385,10 @@ def test_apply_mask_by_hand():
         apply_mask(X, np.ones((3, 2), dtype=bool))
 
 
-def test_a_non_integer_layer_is_warned_about(adata, caplog):
+def test_a_non_integer_layer_is_warned_about(adata):
     adata.layers["lognorm"] = np.log1p(sp.csr_matrix(adata.X, dtype=np.float32))
-    with caplog.at_level("WARNING", logger="spotfill"):
+    with pytest.warns(SpotfillWarning, match="layer 'lognorm' holds .* non-integer values"):
         impute(adata, "mean", layer="lognorm")
-    assert "layer 'lognorm' holds" in caplog.text
-    assert "non-integer values" in caplog.text
 
 
 def _dense(M) -> np.ndarray:
@@ -444,3 +444,33 @@ def test_a_distance_matrix_is_refused_as_the_graph(adata):
     spotfill.spatial_neighbors(adata)
     with pytest.raises(InputError, match="holds distances"):
         impute(adata, "spatial_knn", use_graph=True, connectivity_key="spatial_distances")
+
+
+def test_sections_a_stored_graph_names_but_obs_lost_are_ignored_with_a_warning():
+    both = _stacked()
+    spotfill.spatial_neighbors(both, library_key="lib")
+    one = both[both.obs["lib"] == "s1"].copy()
+    del one.obs["lib"]
+    impute(one, "mean")  # uses no graph: no warning, no error
+    with pytest.warns(SpotfillWarning, match="obs\\['lib'\\], which adata.obs no longer has"):
+        impute(one, "spatial_knn", n_neighs=4)
+
+
+def test_a_graph_without_cross_section_edges_but_no_recorded_key_warns():
+    both = _stacked()
+    both.obs["lib"] = both.obs["lib"].astype("category")
+    spotfill.spatial_neighbors(both, library_key="lib")
+    both.uns["spatial_neighbors"]["params"] = {"n_neighbors": 6, "coord_type": "grid", "radius": None}  # squidpy's
+    with pytest.warns(SpotfillWarning, match="no edge between the groups of obs\\['lib'\\].*library_key='lib'"):
+        impute(both, "spatial_knn", n_neighs=4)
+    impute(both, "spatial_knn", n_neighs=4, library_key="lib", key_added="per_section")  # named: no warning
+
+
+def test_interpolate_with_a_wide_radius_stays_within_sections():
+    both = _stacked()
+    params = {"kernel": "idw", "radius": 40.0}  # 40 spacings: wider than the 8 x 8 sections and their gap
+    impute(both, "interpolate", library_key="lib", **params)
+    one = _adata(0)
+    impute(one, "interpolate", **params)
+    got = _dense(both.layers["imputed_interpolate"])[:64]
+    np.testing.assert_allclose(got, _dense(one.layers["imputed_interpolate"]), rtol=1e-5)

@@ -252,11 +252,11 @@ def test_a_tie_with_a_partly_failed_method_is_not_its_best(tmp_path):
 def test_names_are_text_whatever_they_look_like(tmp_path):
     """Numeric dataset names, mathtext-like method names and blank cells."""
     df = _hand_results()
-    df["dataset"] = "151673"
+    df["dataset"] = "007"  # read as a number, it would be 7
     df.loc[df["method"] == "b", "method"] = "price_$1_$2"
     df.to_csv(tmp_path / "r.csv", index=False)
     page = report(tmp_path / "r.csv", out=tmp_path / "r.html").read_text()
-    assert "<h2>151673</h2>" in page
+    assert "<h2>007</h2>" in page
     assert "price_$1_$2" in page
     bad = df.copy()
     bad.loc[0, "method"] = " "
@@ -276,6 +276,8 @@ def test_one_data_file_need_not_be_a_list(tmp_path):
     one = report(df, data=tmp_path / "d.h5ad", methods=["spatial_knn"], out=tmp_path / "one.html").read_text()
     data = one.split("<h2>Data: d (64 spots x 12 genes)</h2>")[1]  # the panels of the one file
     assert data.count("data:image/png") == 4  # maps, predicted vs true, errors, domains
+    arr = report(df, data=np.array([str(tmp_path / "d.h5ad")]), methods=["spatial_knn"], out=tmp_path / "a.html")
+    assert "<h2>Data: d (64 spots x 12 genes)</h2>" in arr.read_text()  # any sequence of paths
 
 
 @pytest.mark.parametrize("n_side", [8, 60])

@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
+from .._logging import warn
 from ._builders import section_groups
 
 __all__ = ["detect_lattice", "lattice_graph", "ring_offsets"]
@@ -53,9 +54,11 @@ _PARITY_TOLERANCE = 0.01
 _MIN_CONNECTED = 0.5
 # sections with fewer spots than this do not vote on the grid type when larger sections exist
 _MIN_SECTION = 20
-# on a Visium grid the (0, ±2) and (±1, ±1) neighbours are equally far apart; with array_row and
-# array_col swapped the (0, ±2) pairs are sqrt(3) spacings apart
-_HEX_SWAP_RATIO = 1.35
+# on a Visium grid the (0, ±2) and (±1, ±1) neighbours are equally far apart in image pixels; with
+# array_row and array_col swapped the (0, ±2) pairs are sqrt(3) spacings apart. Coordinates in array
+# units (x = array_col, y = array_row, as BayesSpace and spatialLIBD store them) give sqrt(2) either
+# way round, so the limit sits between sqrt(2) and sqrt(3)
+_HEX_SWAP_RATIO = 1.57
 
 
 def ring_offsets(lattice: Lattice, n_rings: int) -> list[np.ndarray]:
@@ -134,9 +137,9 @@ def detect_lattice(array_row, array_col) -> Lattice | None:
     if connected.mean() < _MIN_CONNECTED:
         return None
     if candidate == "hex" and minority > 0:
-        logger.warning(
-            "hexagonal grid with %d spot(s) off the lattice parity: they only connect to each other",
-            int(round(minority * r.size)),
+        warn(
+            f"hexagonal grid with {int(round(minority * r.size))} spot(s) off the lattice parity: they only "
+            "connect to each other"
         )
     return candidate
 
@@ -336,7 +339,8 @@ def check_hex_orientation(r: np.ndarray, c: np.ndarray, coords: np.ndarray, sect
     On Visium's grid (columns doubled) the neighbours at ``(0, ±2)`` and ``(±1, ±1)`` are one spot
     spacing away. If ``array_row`` and ``array_col`` were swapped, the parity and the diagonal
     neighbours look the same, but the ``(0, ±2)`` pairs are ``sqrt(3)`` spacings apart: their median
-    distance in ``coords`` is compared with that of the ``(±1, ±1)`` pairs.
+    distance in ``coords`` is compared with that of the ``(±1, ±1)`` pairs and refused above 1.57.
+    Coordinates in array units (ratio sqrt(2) either way round) cannot show a swap and pass.
     """
     if r.size < 2:
         return

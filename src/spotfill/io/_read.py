@@ -10,6 +10,7 @@ from typing import Literal, get_args
 from anndata import AnnData
 
 from .._errors import InputError
+from .._logging import warn
 from .._validation import check_counts, check_unique_names, get_coords, non_integer
 from ._h5ad import read_h5ad
 from ._st import looks_like_st, read_st
@@ -193,11 +194,10 @@ def _validate(adata: AnnData, src: Path, fmt: str, *, transpose: bool = False) -
     except InputError as err:
         msg = f"{src}: {err}"
         raise InputError(msg) from None
-    if non_integer(X.data).size:
-        logger.warning(
-            "%s: X contains non-integer values; spotfill methods need raw counts (not normalised or "
-            "log-transformed data): if the raw counts are in a layer, select it with layer= (--layer)",
-            src,
+    if non_integer(X.data).size and not len(adata.layers):  # with layers, the matrix used is chosen later (layer=)
+        warn(
+            f"{src}: X contains non-integer values; spotfill methods need raw counts (not normalised or "
+            "log-transformed data): if the raw counts are in a layer, select it with layer= (--layer)"
         )
     if "spatial" not in adata.obsm:
         others = [k for k in adata.obsm if "spatial" in k.lower() or k.lower() in ("coords", "coordinates", "xy")]

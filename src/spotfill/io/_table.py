@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._errors import InputError
+from .._logging import warn
 
 __all__ = ["attach_coords", "read_count_matrix", "read_table", "sniff_sep", "table_stem"]
 
@@ -220,12 +221,9 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         )
         raise InputError(msg)
     if not common.all():
-        logger.warning(
-            "%d of %d spots have no coordinates in %s and are dropped (e.g. %s)",
-            (~common).sum(),
-            common.size,
-            coords,
-            ", ".join(map(str, adata.obs_names[~common][:3])),
+        warn(
+            f"{(~common).sum()} of {common.size} spots have no coordinates in {coords} and are dropped "
+            f"(e.g. {', '.join(map(str, adata.obs_names[~common][:3]))})"
         )
         adata = adata[common].copy()
     rows = table.loc[adata.obs_names]

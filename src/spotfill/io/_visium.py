@@ -18,6 +18,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import InputError
+from .._logging import warn
 from ._table import first_line
 
 __all__ = ["SpaceRangerFiles", "find_spaceranger", "read_visium"]
@@ -170,12 +171,9 @@ def read_visium(files: SpaceRangerFiles, **options: object) -> AnnData:
         raise InputError(msg)
     unknown = int((~adata.obs_names.isin(positions.index)).sum())
     if unknown:  # out-of-tissue barcodes (a raw matrix) are expected; barcodes the positions lack are not
-        logger.warning(
-            "%d of %d barcodes of %s are not in %s at all: are the two files from the same Space Ranger run?",
-            unknown,
-            adata.n_obs,
-            files.matrix,
-            files.positions,
+        warn(
+            f"{unknown} of {adata.n_obs} barcodes of {files.matrix} are not in {files.positions} at all: are the "
+            "two files from the same Space Ranger run?"
         )
     if not keep.all():
         logger.info("keeping the %d of %d barcodes that are in-tissue spots", keep.sum(), keep.size)

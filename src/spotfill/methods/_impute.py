@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .._anndata import result_slot, store_result
 from .._errors import InputError
-from .._logging import logger
+from .._logging import logger, warn
 from .._validation import check_seed, get_coords, get_counts, non_integer
 from ._base import BaseImputer
 from ._registry import get_method, make_method
@@ -87,8 +88,10 @@ def impute(
         squidpy's ``library_key``): no spot borrows from another section. It is passed to
         :func:`spotfill.spatial_neighbors` when the graph is built here; a stored graph with edges
         between sections is refused. Coordinate-based methods (``spatial_knn``, ``interpolate``)
-        search each section separately. ``None`` takes the ``library_key`` the stored graph was
-        built with (spotfill's or squidpy's ``spatial_neighbors``), if any.
+        search each section separately. ``None`` takes the ``library_key`` that
+        :func:`spotfill.spatial_neighbors` recorded for the stored graph, if any (squidpy records
+        none: name it; a warning is given when the stored graph has no edge between the groups of
+        a categorical ``obs`` column).
     mask
         Entries the method may not see (booleans or 0/1, spots x genes), e.g. held-out entries.
     genes
@@ -131,12 +134,10 @@ def impute(
         raise InputError(msg)
     frac = non_integer(X.data)
     if frac.size:
-        logger.warning(
-            "%s holds %d non-integer values (e.g. %.4g): spotfill's methods model raw counts, and results are on "
-            "the scale of their input; if these are normalised or log values, pass the raw counts (layer=, --layer)",
-            "adata.X" if layer is None else f"layer {layer!r}",
-            frac.size,
-            frac[0],
+        warn(
+            f"{'adata.X' if layer is None else f'layer {layer!r}'} holds {frac.size} non-integer values (e.g. "
+            f"{frac[0]:.4g}): spotfill's methods model raw counts, and results are on the scale of their input; if "
+            "these are normalised or log values, pass the raw counts (layer=, --layer)"
         )
     if method is None:
         method = _resolve_default()
@@ -155,9 +156,10 @@ def impute(
         key_added = f"imputed_{name}"
     gene_idx = None if genes is None else _gene_indices(adata, genes)
     _refuse_distances(adata, connectivity_key)
-    if library_key is None and connectivity_key in adata.obsp:
-        stored = _graph_params(adata, connectivity_key).get("library_key")
-        library_key = stored if isinstance(stored, str) and stored != "None" else None
+    if library_key is None and (est.uses_graph or est.uses_coords):
+        library_key = stored_library_key(adata, connectivity_key)
+    if library_key is None and est.uses_coords:
+        _warn_unnamed_sections(adata, connectivity_key)
     sections = None
     if library_key is not None:
         from ..graph._api import _sections
@@ -184,7 +186,7 @@ def impute(
         coords = get_coords(adata, spatial_key)
         if sections is not None:
             names = adata.obs[library_key].to_numpy()
-            coords = _separate_sections(coords, sections, names, getattr(est, "n_neighs", 0), library_key)
+            coords = _separate_sections(coords, sections, names, est, library_key)
     # after the graph is built (it writes uns['spatial_neighbors']), before the long fit
     _check_key_added(adata, key_added, layer=layer, slot="layers" if genes is None else "obsm")
 
@@ -291,18 +293,20 @@ def _refuse_cross_edges(graph, sections: np.ndarray, connectivity_key: str, libr
 
 
 def _separate_sections(
-    coords: np.ndarray, sections: np.ndarray, names: np.ndarray, n_neighs, library_key: str
+    coords: np.ndarray, sections: np.ndarray, names: np.ndarray, est: BaseImputer, library_key: str
 ) -> np.ndarray:
-    """Shift each section's coordinates along x so that no neighbour search crosses sections.
+    """Shift each section's coordinates along x so that no neighbour search of ``est`` crosses sections.
 
     Sections are placed side by side with gaps larger than any section's diameter, so every spot is
     closer to each spot of its own section than to any spot of another: a k-nearest-neighbour search
-    (with more than ``n_neighs`` spots per section) or a radius search stays within the section.
+    (with more than ``n_neighs`` spots per section) stays within the section. A method with a
+    search radius (``_reach``, e.g. ``interpolate``) gets gaps wider than that radius too.
     """
     from ..graph._builders import section_groups
 
     groups = section_groups(sections)
-    k = int(n_neighs) if isinstance(n_neighs, int | np.integer) else 0
+    k = getattr(est, "n_neighs", 0)
+    k = int(k) if isinstance(k, int | np.integer) else 0
     small = [(names[g[0]], g.size) for g in groups if g.size <= k]
     if small:
         msg = (
@@ -313,13 +317,62 @@ def _separate_sections(
     lo = np.array([coords[g].min(axis=0) for g in groups])
     hi = np.array([coords[g].max(axis=0) for g in groups])
     gap = 2.0 * float(np.linalg.norm(hi - lo, axis=1).max()) + 1.0
-    out = coords.astype(np.float64, copy=True)
-    start = 0.0
-    for g, low, high in zip(groups, lo, hi, strict=True):
-        out[g, 0] += start - low[0]
-        out[g, 1:] -= low[1:]
-        start += (high[0] - low[0]) + gap
-    return out
+
+    def place(gap: float) -> np.ndarray:
+        out = coords.astype(np.float64, copy=True)
+        start = 0.0
+        for g, low, high in zip(groups, lo, hi, strict=True):
+            out[g, 0] += start - low[0]
+            out[g, 1:] -= low[1:]
+            start += (high[0] - low[0]) + gap
+        return out
+
+    out = place(gap)
+    reach = float(est._reach(out)) if hasattr(est, "_reach") else 0.0  # spacing measured within sections
+    return place(gap + reach) if reach >= gap else out
+
+
+def stored_library_key(adata: AnnData, connectivity_key: str = "spatial_connectivities") -> str | None:
+    """Return the ``library_key`` the stored graph was built with (spotfill records it; squidpy does not), or ``None``.
+
+    A recorded column that ``adata.obs`` no longer has is ignored with a warning.
+    """
+    if connectivity_key not in adata.obsp:
+        return None
+    stored = _graph_params(adata, connectivity_key).get("library_key")
+    if not isinstance(stored, str) or stored in ("", "None"):
+        return None
+    if stored not in adata.obs:
+        warn(
+            f"the spatial graph was built per section of obs[{stored!r}], which adata.obs no longer has: sections "
+            "are not used (pass library_key= to name another column)"
+        )
+        return None
+    return stored
+
+
+def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
+    """Warn when the stored graph has no edge between the groups of a categorical obs column.
+
+    squidpy's ``spatial_neighbors(library_key=...)`` builds such a graph without recording the
+    column, and a coordinate-based method would then search across the sections.
+    """
+    if connectivity_key not in adata.obsp:
+        return
+    G = sp.coo_matrix(adata.obsp[connectivity_key])
+    if G.nnz == 0:
+        return
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if not isinstance(values.dtype, pd.CategoricalDtype) or not 2 <= values.nunique() <= 100:
+            continue
+        codes = values.cat.codes.to_numpy()
+        if (codes >= 0).all() and not np.any(codes[G.row] != codes[G.col]):
+            warn(
+                f"adata.obsp[{connectivity_key!r}] has no edge between the groups of obs[{column!r}]: if these are "
+                f"sections, pass library_key={column!r}, or spatial_knn/interpolate will search across them"
+            )
+            return
 
 
 def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._errors import InputError
+from .._logging import warn
 from .._normalise import spot_scale
 from .._validation import is_int, is_number
 from ..graph import row_normalize
@@ -299,7 +300,7 @@ class _Smoother(BaseImputer):
             logger.info("%d spots without counts are not used as neighbours", int((~has_counts).sum()))
         empty = int(np.sum(np.diff(W.indptr) == 0))
         if empty:
-            logger.warning("%d spots have no neighbour with counts: their predictions are 0", empty)
+            warn(f"{empty} spots have no neighbour with counts: their predictions are 0")
         self.weights_ = W.astype(np.float32)
 
     def _predict(self, X: sp.csr_matrix) -> sp.csr_matrix:
@@ -416,7 +417,7 @@ class ExpressionKNN(_Smoother):
         measured = np.flatnonzero(np.diff(X.indptr) > 0)
         k_used = min(k, measured.size - 1)
         if k_used < k:
-            logger.warning("only %d spots have counts: each gets at most %d neighbours", measured.size, max(k_used, 0))
+            warn(f"only {measured.size} spots have counts: each gets at most {max(k_used, 0)} neighbours")
         self.neighbors_ = np.full((n, k), -1, dtype=np.int64)
         if k_used < 1:
             self.n_comps_ = 0
@@ -602,6 +603,17 @@ class SpatialInterpolation(_Smoother):
             return np.exp(-0.5 * (u / self.bandwidth) ** 2)
         return np.maximum(u, 0.5) ** (-float(self.power))
 
+    def _radius(self) -> float:
+        """Return the search radius in spot spacings: ``radius``, else where the kernel has faded."""
+        if self.radius is not None:
+            return float(self.radius)
+        return 3.25 * float(self.bandwidth) if self.kernel == "gaussian" else 2.5
+
+    def _reach(self, coords: np.ndarray) -> float:
+        """Return the farthest distance, in coordinate units, at which a spot can be a neighbour."""
+        s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
+        return self._radius() * s
+
     def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
         if self.kernel not in ("gaussian", "idw"):
             msg = f"kernel must be 'gaussian' or 'idw', got {self.kernel!r}."
@@ -616,10 +628,7 @@ class SpatialInterpolation(_Smoother):
             raise InputError(msg)
         n = X.shape[0]
         s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
-        if self.radius is not None:
-            r = float(self.radius)
-        else:
-            r = 3.25 * float(self.bandwidth) if self.kernel == "gaussian" else 2.5
+        r = self._radius()
         self.spacing_, self.radius_ = s, r
         tree = cKDTree(coords)
         pairs = tree.sparse_distance_matrix(tree, r * s, output_type="ndarray")

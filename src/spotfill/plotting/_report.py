@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -358,8 +359,10 @@ def report(
     never highlighted; a skipped protocol shows its reason), a cost table, one bar chart per
     protocol, a cost figure, and the data panels; every image is an embedded PNG.
     """
-    if data is not None and not isinstance(data, list | tuple):
+    if isinstance(data, str | os.PathLike) or hasattr(data, "obsm"):
         data = [data]  # one path (or AnnData), not a sequence of characters
+    elif data is not None:
+        data = list(data)
     read_options = dict(read_options or {})
     if read_options.get("coords") is not None and len(data or ()) != 1:
         msg = f"coords= (--coords) names the coordinates of one count table, but {len(data or ())} --data were given."
