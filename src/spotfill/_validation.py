@@ -141,6 +141,20 @@ def non_integer(values: np.ndarray) -> np.ndarray:
     return values[values != np.round(values)]
 
 
+def warn_non_integer(values: np.ndarray, where: str) -> None:
+    """Warn (:class:`~spotfill.SpotfillWarning`) when ``values``, the counts of ``where``, are not all whole numbers."""
+    frac = non_integer(values)
+    if frac.size:
+        from ._logging import warn
+
+        warn(
+            f"{where} holds {frac.size} non-integer values (e.g. {frac[0]:.4g}): spotfill's methods model raw "
+            "counts, and results are on the scale of their input; if these are normalised or log values, pass "
+            "the raw counts (layer=, --layer)",
+            stacklevel=4,
+        )
+
+
 def get_matrix(adata: AnnData, layer: str | None = None) -> tuple[Any, str]:
     """Return ``(adata.X or adata.layers[layer], its name for messages)``, refusing an unknown layer."""
     if layer is None:

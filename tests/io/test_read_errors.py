@@ -111,8 +111,11 @@ def test_empty_matrix(tmp_path, write_h5ad):
         read(tmp_path / "blank.tsv", format="table")
 
 
-def test_non_integer_counts_only_warn(tmp_path, write_h5ad):
+def test_non_integer_counts_are_read_and_warned_about_where_they_are_used(tmp_path, write_h5ad):
+    import spotfill
+
     path = write_h5ad(tmp_path / "x.h5ad", [[1.5, 2], [0, 2]])
-    with pytest.warns(SpotfillWarning, match="non-integer values"):
-        adata = read(path)
+    adata = read(path)  # no warning yet: the counts a method uses may be a layer
     assert adata.X[0, 0] == pytest.approx(1.5)
+    with pytest.warns(SpotfillWarning, match="adata.X holds 1 non-integer values"):
+        spotfill.impute(adata, "mean")

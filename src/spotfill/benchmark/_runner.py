@@ -36,7 +36,7 @@ from .._errors import InputError, UnknownMethodError
 from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
 from .._params import parse_method_spec
-from .._validation import check_counts, get_coords, get_matrix, is_seed
+from .._validation import check_counts, get_coords, get_matrix, is_seed, warn_non_integer
 from ._external import check_prediction, resolve_method
 from ._protocols import PROTOCOLS, CallResult, Dataset
 
@@ -125,6 +125,7 @@ def load_dataset(
         msg = f"{name}: {err}"
         raise InputError(msg) from None
     X = check_counts(counts, require_integer=False, name=f"{what} of {name}")
+    warn_non_integer(X.data, f"{what} of {name}")
     coords = get_coords(adata)
     shell = AnnData(obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy())
     shell.obsm["spatial"] = coords

@@ -10,8 +10,7 @@ from typing import Literal, get_args
 from anndata import AnnData
 
 from .._errors import InputError
-from .._logging import warn
-from .._validation import check_counts, check_unique_names, get_coords, non_integer
+from .._validation import check_counts, check_unique_names, get_coords
 from ._h5ad import read_h5ad
 from ._st import looks_like_st, read_st
 from ._table import attach_coords, is_table, read_table
@@ -189,16 +188,13 @@ def _check_options(fmt: str, *, transpose: bool, coords: object, selection: obje
 
 def _validate(adata: AnnData, src: Path, fmt: str, *, transpose: bool = False) -> None:
     try:
-        X = check_counts(adata.X, require_integer=False, name="the count matrix")
+        check_counts(adata.X, require_integer=False, name="the count matrix")
         check_unique_names(adata)
     except InputError as err:
         msg = f"{src}: {err}"
         raise InputError(msg) from None
-    if non_integer(X.data).size and not len(adata.layers):  # with layers, the matrix used is chosen later (layer=)
-        warn(
-            f"{src}: X contains non-integer values; spotfill methods need raw counts (not normalised or "
-            "log-transformed data): if the raw counts are in a layer, select it with layer= (--layer)"
-        )
+    # non-integer values are not refused here: the matrix a method uses may be a layer, chosen later;
+    # impute and the benchmark warn about the one they use
     if "spatial" not in adata.obsm:
         others = [k for k in adata.obsm if "spatial" in k.lower() or k.lower() in ("coords", "coordinates", "xy")]
         hint = f" (adata.obsm has {others}: copy the right one to obsm['spatial'])" if others else ""

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from .._anndata import result_slot, store_result
 from .._errors import InputError
 from .._logging import logger, warn
-from .._validation import check_seed, get_coords, get_counts, non_integer
+from .._validation import check_seed, get_coords, get_counts, warn_non_integer
 from ._base import BaseImputer
 from ._registry import get_method, make_method
 
@@ -132,13 +132,7 @@ def impute(
             "with the counts (layer=, --layer)."
         )
         raise InputError(msg)
-    frac = non_integer(X.data)
-    if frac.size:
-        warn(
-            f"{'adata.X' if layer is None else f'layer {layer!r}'} holds {frac.size} non-integer values (e.g. "
-            f"{frac[0]:.4g}): spotfill's methods model raw counts, and results are on the scale of their input; if "
-            "these are normalised or log values, pass the raw counts (layer=, --layer)"
-        )
+    warn_non_integer(X.data, "adata.X" if layer is None else f"layer {layer!r}")
     if method is None:
         method = _resolve_default()
     if isinstance(method, BaseImputer):
