@@ -123,7 +123,7 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
             "not centred, scaled or log-ratio data. Pass the raw counts (layer= to pick a layer)."
         )
         raise InputError(msg)
-    if require_integer and non_integer(data).size:
+    if require_integer and non_integer(data)[0]:
         msg = (
             f"{name} contains non-integer values: spotfill needs raw counts, not normalised or "
             "log-transformed data. Pass the raw counts (layer= to pick a layer), or round them if they are "
@@ -133,22 +133,37 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
     return M
 
 
-def non_integer(values: np.ndarray) -> np.ndarray:
-    """Return the entries of ``values`` that are not whole numbers (empty when all are)."""
-    values = np.asarray(values)
+_BLOCK = 1 << 20  # entries per block of the whole-matrix checks: a few MB of temporaries
+
+
+def non_integer(values: np.ndarray) -> tuple[int, float]:
+    """Return how many entries of ``values`` are not whole numbers, and the first of them (``nan`` if none).
+
+    Checked block by block: the temporaries stay a few MB whatever the size of ``values`` (a
+    Visium HD matrix has 240 M stored values).
+    """
+    values = np.asarray(values).ravel()
     if values.dtype.kind in "biu":
-        return values[:0]
-    return values[values != np.round(values)]
+        return 0, float("nan")
+    count, first = 0, float("nan")
+    for start in range(0, values.size, _BLOCK):
+        block = values[start : start + _BLOCK]
+        bad = block != np.round(block)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad and not count:
+            first = float(block[bad][0])
+        count += n_bad
+    return count, first
 
 
 def warn_non_integer(values: np.ndarray, where: str) -> None:
     """Warn (:class:`~spotfill.SpotfillWarning`) when ``values``, the counts of ``where``, are not all whole numbers."""
-    frac = non_integer(values)
-    if frac.size:
+    count, first = non_integer(values)
+    if count:
         from ._logging import warn
 
         warn(
-            f"{where} holds {frac.size} non-integer values (e.g. {frac[0]:.4g}): spotfill's methods model raw "
+            f"{where} holds {count} non-integer values (e.g. {first:.4g}): spotfill's methods model raw "
             "counts, and results are on the scale of their input; if these are normalised or log values, pass "
             "the raw counts (layer=, --layer)",
             stacklevel=4,

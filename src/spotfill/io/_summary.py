@@ -73,7 +73,7 @@ def summarize(
         nnz = int(X.count_nonzero()) if sp.issparse(X) else int(np.count_nonzero(np.asarray(X)))
         out["zeros"] = f"{1 - nnz / n_entries:.1%}"
         values = X.data if sp.issparse(X) else np.asarray(X)
-        integer = bool(np.all(np.isfinite(values))) and not non_integer(values).size
+        integer = bool(np.all(np.isfinite(values))) and not non_integer(values)[0]
         out["counts"] = "integers" if integer else "non-integer values (raw counts expected)"
         totals = np.asarray(X.sum(axis=1)).ravel()
         out["total counts per spot (median)"] = _number(np.median(totals))

@@ -841,11 +841,11 @@ class SpotfillModel(BaseImputer):
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
-            frac = non_integer(X.data)
-            if frac.size:
+            n_frac, first = non_integer(X.data)
+            if n_frac:
                 msg = (
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
-                    f"counts, but X has {frac.size} non-integer values (e.g. {frac[0]:g}). Pass raw counts (a "
+                    f"counts, but X has {n_frac} non-integer values (e.g. {first:g}). Pass raw counts (a "
                     "counts layer: layer=..., --layer). Only for non-integer expected counts (e.g. ambient-"
                     "corrected), never for normalised or log values, fix n_latent, smooth and smooth_steps to skip "
                     f"the selection, and max_iter (without the selection the fit takes up to {self.max_iter} "
@@ -927,6 +927,8 @@ class SpotfillModel(BaseImputer):
             start = snapshots[k, a] if self.refine_iter is not None and tile is None else None
             if start is not None:
                 n_iter = min(self.refine_iter, self.max_iter)
+            # the tuning split, its device copies and snapshots are not needed by the final fit
+            del trial, snapshots, init, Xs, Xa, Xb, Xa_counts, Xb_counts, lib_a_be, prior_a, tune_operator
         else:
             k, a = ranks[0], smooths[0]
             n_iter, use_tol = self.max_iter, self.tol
@@ -1059,11 +1061,19 @@ class SpotfillModel(BaseImputer):
         return mu
 
 
-def _saturated(X: sp.csr_matrix) -> float:
-    """Mean over all entries of ``x log x - x`` (0 at zeros): the objective of a fit with ``mu = x``."""
-    d = X.data.astype(np.float64)
-    d = d[d > 0]
-    return float(d @ np.log(d) - d.sum()) / (X.shape[0] * X.shape[1])
+def _saturated(X: sp.csr_matrix, block: int = 1 << 20) -> float:
+    """Mean over all entries of ``x log x - x`` (0 at zeros): the objective of a fit with ``mu = x``.
+
+    Summed over blocks of the stored values, so its temporaries are a few MB (a float64 copy of
+    every stored value was 1.9 GB at Visium HD size, at the peak of the final fit).
+    """
+    xlogx = total = 0.0
+    for start in range(0, X.data.size, block):
+        d = X.data[start : start + block].astype(np.float64)
+        d = d[d > 0]
+        xlogx += float(d @ np.log(d))
+        total += float(d.sum())
+    return (xlogx - total) / (X.shape[0] * X.shape[1])
 
 
 def _row(rows: list[dict], k: int, a: tuple[float, int]) -> dict:
