@@ -231,13 +231,17 @@ class _StudyModel(BaseImputer):
         return Xs
 
     def _to_counts(self, Y: np.ndarray) -> np.ndarray:
+        Y = Y.astype(np.float32, copy=False)
+        bad = 0
+        step = max(1, (1 << 22) // max(Y.shape[1], 1))
         with np.errstate(over="ignore"):
-            if self.data_transform == "log1p":
-                np.expm1(Y, out=Y)
-            np.maximum(Y, 0, out=Y)
-            Y = Y.astype(np.float32, copy=False)
-        if not np.isfinite(Y).all():
-            bad = int(np.size(Y) - np.isfinite(Y).sum())
+            for s in _batches(Y.shape[0], step):  # in place, in row blocks: no spots x genes temporaries
+                block = Y[s]
+                if self.data_transform == "log1p":
+                    np.expm1(block, out=block)
+                np.maximum(block, 0, out=block)
+                bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+        if bad:
             msg = (
                 f"{type(self).__name__} predicted {bad} non-finite values (the fit diverged, or its outputs exceed "
                 f"float32 on the count scale): lower the learning rate (lr={self.lr}) or max_epochs, or use "
@@ -756,12 +760,12 @@ class GeneAutoencoder(_StudyModel):
         module = self.module_
         device = next(module.parameters()).device
         Xt = self._to_model_scale(X).T.tocsr()  # every observed entry, validation ones included
-        out = np.empty((self.n_vars_, self.n_obs_), dtype=np.float32)
+        out = np.empty((self.n_obs_, self.n_vars_), dtype=np.float32)  # spots x genes, filled gene block by block
         step = max(1, (1 << 22) // max(self.n_obs_, 1))
         for s in _batches(self.n_vars_, step):
             x = torch.from_numpy(Xt[s].toarray()).to(device)
-            out[s] = module(x).float().cpu().numpy()
-        return self._to_counts(np.ascontiguousarray(out.T))
+            out[:, s] = module(x).float().cpu().numpy().T
+        return self._to_counts(out)
 
 
 _PRESETS: dict[str, tuple[type[_StudyModel], str, dict[str, Any]]] = {
