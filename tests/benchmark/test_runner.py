@@ -520,3 +520,16 @@ def test_datasets_that_would_share_a_name_are_refused(tmp_path):
     assert dataset_name(tmp_path / "sample1" / "outs") == "sample1"
     assert dataset_name("synthetic:10x5") == "synthetic:10x5"
     assert dataset_name(tmp_path / "x.h5ad") == "x"
+
+
+def test_in_process_warm_up_does_not_warn_about_its_own_data():
+    import warnings
+
+    from spotfill import SpotfillWarning
+    from spotfill.benchmark import _runner
+
+    _runner._warmed.discard("knn")  # warm up again in this process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_benchmark([_adata()], methods=["knn"], protocols=["p1"], isolate=False, progress=False)
+    assert not [w for w in caught if issubclass(w.category, SpotfillWarning)]  # every spot of _adata has counts

@@ -130,3 +130,15 @@ def test_non_integer_array_positions_are_no_grid():
     out = summarize(a)
     assert out["grid"] == "none (generic coordinates)"
     assert out["neighbours per spot (order 1)"].startswith("min ")  # from a 6-nearest-neighbour graph instead
+
+
+def test_a_grid_warning_is_given_once():
+    from spotfill import SpotfillWarning
+
+    rows, cols = np.meshgrid(np.arange(20), np.arange(20), indexing="ij")
+    keep = (rows + cols) % 2 == 0
+    grid = [(int(r), int(c)) for r, c in zip(rows[keep], cols[keep], strict=True)] + [(30, 31)]  # one off parity
+    with pytest.warns(SpotfillWarning, match="1 spot\\(s\\) off the lattice parity") as record:
+        out = summarize(make(grid))
+    assert len(record) == 1
+    assert out["grid"] == "hexagonal (Visium-like)"

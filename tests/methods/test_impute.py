@@ -474,3 +474,9 @@ def test_interpolate_with_a_wide_radius_stays_within_sections():
     impute(one, "interpolate", **params)
     got = _dense(both.layers["imputed_interpolate"])[:64]
     np.testing.assert_allclose(got, _dense(one.layers["imputed_interpolate"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"bandwidth": "wide"}, {"bandwidth": None}, {"spacing": -1.0}])
+def test_interpolate_options_are_checked_before_sections_are_placed(bad):
+    with pytest.raises(InputError, match="must be a positive number"):
+        impute(_stacked(), "interpolate", library_key="lib", **bad)

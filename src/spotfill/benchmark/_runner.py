@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError, UnknownMethodError
+from .._errors import InputError, SpotfillWarning, UnknownMethodError
 from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
 from .._params import parse_method_spec
@@ -176,11 +177,13 @@ def _warm_up(name: str, fn) -> None:
     except UnknownMethodError:
         return
     for data in _WARM_UP_DATA:
-        ds = _warm_up_dataset(data)
-        try:
-            fn(ds.X.copy(), coords=ds.coords, graph=ds.graph, seed=0)
-        except Exception as err:  # noqa: BLE001 - the measured call reports any real failure
-            logger.debug("warm-up of %s on %s failed: %s", name, data, _describe(err))
+        with warnings.catch_warnings():  # about spotfill's own warm-up data, not the user's
+            warnings.simplefilter("ignore", SpotfillWarning)
+            ds = _warm_up_dataset(data)
+            try:
+                fn(ds.X.copy(), coords=ds.coords, graph=ds.graph, seed=0)
+            except Exception as err:  # noqa: BLE001 - the measured call reports any real failure
+                logger.debug("warm-up of %s on %s failed: %s", name, data, _describe(err))
 
 
 def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout: float | None) -> CallResult:

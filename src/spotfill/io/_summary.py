@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._errors import SpotfillError
+from .._errors import SpotfillError, SpotfillWarning
 from .._validation import get_matrix, non_integer
 
 __all__ = ["summarize"]
@@ -158,7 +159,9 @@ def _graph_degree(adata: AnnData) -> np.ndarray | None:
     )
     light.obs_names = adata.obs_names
     try:
-        result = spatial_neighbors(light, copy=True)
+        with warnings.catch_warnings():  # the grid's warnings were given when it was recognised
+            warnings.simplefilter("ignore", SpotfillWarning)
+            result = spatial_neighbors(light, copy=True)
     except (NotImplementedError, SpotfillError) as err:
         logger.info("neighbour statistics from the grid instead of spotfill.graph (%s)", err)
         return None

@@ -623,21 +623,25 @@ class SpatialInterpolation(_Smoother):
 
     def _reach(self, coords: np.ndarray) -> float:
         """Return the farthest distance, in coordinate units, at which a spot can be a neighbour."""
+        self._check_options()
         s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
         return self._radius() * s
 
-    def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
+    def _check_options(self) -> None:
         if self.kernel not in ("gaussian", "idw"):
             msg = f"kernel must be 'gaussian' or 'idw', got {self.kernel!r}."
             raise InputError(msg)
         for name in ("bandwidth", "power") + (() if self.radius is None else ("radius",)):
             value = getattr(self, name)
-            if not (isinstance(value, int | float | np.number) and np.isfinite(value) and value > 0):
+            if not (is_number(value) and value > 0):
                 msg = f"{name} must be a positive number, got {value!r}."
                 raise InputError(msg)
-        if self.spacing is not None and not (np.isfinite(self.spacing) and self.spacing > 0):
+        if self.spacing is not None and not (is_number(self.spacing) and self.spacing > 0):
             msg = f"spacing must be a positive number or None, got {self.spacing!r}."
             raise InputError(msg)
+
+    def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
+        self._check_options()
         n = X.shape[0]
         s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
         r = self._radius()
