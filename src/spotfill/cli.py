@@ -28,6 +28,8 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["transpose"] = True
     if getattr(args, "coords", None):
         opts["coords"] = args.coords
+    if getattr(args, "bin_size", None) is not None:
+        opts["bin_size"] = args.bin_size
     return opts
 
 
@@ -175,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--transpose", action="store_true", help="count tables (generic or ST): rows are genes, columns spots"
         )
         p.add_argument("--coords", help="generic tables: a CSV/TSV of spot coordinates (spot, x, y)")
+        p.add_argument(
+            "--bin-size", type=int, default=None, help="Stereo-seq GEM files: DNBs per side of a spot (default 50)"
+        )
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
     p.add_argument("path")

@@ -141,3 +141,13 @@ def test_quoted_gene_names_with_the_delimiter_and_a_byte_order_mark(tmp_path):
     assert adata.var_names.tolist() == ["G1", "HLA-A, B", "G3"]
     np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 1.0], [1.5, 1.0], [0.5, 2.0]])
+
+
+def test_slide_seq_bead_locations(tmp_path):
+    """Slide-seq: a genes x beads count table and BeadLocationsForR.csv (barcodes, xcoord, ycoord)."""
+    path = write_counts(tmp_path / "MappedDGEForR.csv", transpose=True)
+    beads = tmp_path / "BeadLocationsForR.csv"
+    beads.write_text("barcodes,xcoord,ycoord\ns1,10.5,3.0\ns2,11.0,4.5\ns3,12.0,3.5\n")
+    adata = read(path, transpose=True, coords=beads)
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[10.5, 3.0], [11.0, 4.5], [12.0, 3.5]])

@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from .._errors import InputError
 from .._validation import check_counts, check_unique_names, get_coords
+from ._gem import is_gem, read_gem
 from ._h5ad import read_h5ad
 from ._st import looks_like_st, read_st
 from ._table import attach_coords, is_table, read_table
@@ -20,11 +21,11 @@ __all__ = ["Format", "detect_format", "read"]
 
 logger = logging.getLogger(__name__)
 
-Format = Literal["auto", "h5ad", "visium", "st", "table"]
+Format = Literal["auto", "h5ad", "visium", "st", "table", "gem"]
 
 SUPPORTED = (
     ".h5ad files, 10x Space Ranger output folders (Visium / Visium HD bins), original ST count tables "
-    "(.tsv[.gz] with 'XxY' spot names) and CSV/TSV count tables with coords="
+    "(.tsv[.gz] with 'XxY' spot names), Stereo-seq GEM files (.gem[.gz]) and CSV/TSV count tables with coords="
 )
 
 # reader options accepted through **options, per format
@@ -33,12 +34,13 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "visium": ("genome", "gex_only", "prefix"),
     "st": (),
     "table": ("sep",),
+    "gem": ("bin_size",),
 }
 
 
 def detect_format(
     path: Path, *, coords: object = None, transpose: bool = False
-) -> Literal["h5ad", "visium", "st", "table"]:
+) -> Literal["h5ad", "visium", "st", "table", "gem"]:
     """Guess the format of ``path`` (which must exist) from its name and, for tables, its spot names.
 
     A table is an ST count table when its spot names (first column; header with ``transpose``) look
@@ -49,6 +51,8 @@ def detect_format(
             return "visium"
     elif path.suffix.lower() == ".h5ad":
         return "h5ad"
+    elif is_gem(path):
+        return "gem"
     elif is_table(path):
         if coords is None and looks_like_st(path, transpose=transpose):
             return "st"
@@ -85,6 +89,9 @@ def read(
         - an original ST pipeline count table (``.tsv[.gz]``, rows = spots named ``XxY``,
           columns = genes; the other way round with ``transpose=True``), with its ``*_selection.tsv``
           spot file when found;
+        - a Stereo-seq GEM file (``.gem[.gz]``: ``geneID``, ``x``, ``y``, ``MIDCount``/``MIDCounts``/
+          ``UMICount``, tab-separated, ``#`` header lines), its DNBs summed in square bins of
+          ``bin_size`` x ``bin_size`` (option, default 50: Stereo-seq's bin50, 25 um);
         - a generic CSV/TSV count table (spots x genes, first column the spot names) plus ``coords=``.
     format
         The format of ``path``; ``"auto"`` detects it from the name and, for tables, from the spot names.
@@ -105,7 +112,7 @@ def read(
         values).
     **options
         Format-specific options: ``genome``, ``gex_only``, ``prefix`` (Space Ranger, passed to scanpy's
-        10x readers); ``sep`` (generic tables, guessed by default).
+        10x readers); ``sep`` (generic tables, guessed by default); ``bin_size`` (GEM).
 
     Returns
     -------
@@ -113,7 +120,8 @@ def read(
 
     - ``obsm['spatial']``: ``(n_spots, 2)`` positions as ``(x, y)``: full-resolution image pixels
       ``(pxl_col_in_fullres, pxl_row_in_fullres)`` for Space Ranger, ``(pixel_x, pixel_y)`` for ST with a
-      selection file, the ``(x, y)`` of the spot names for ST without one, the ``x, y`` of ``coords``;
+      selection file, the ``(x, y)`` of the spot names for ST without one, the bin centres in DNB units
+      for GEM, the ``x, y`` of ``coords``;
     - ``obs['array_row']``, ``obs['array_col']`` (int): the grid position where the format has one
       (for ST: ``array_col = x``, ``array_row = y``);
     - ``uns['spotfill_io']``: ``{'format': ..., 'path': <absolute path>}`` (plus ``selection`` for ST,
@@ -153,6 +161,8 @@ def read(
         adata = read_visium(files, **options)
     elif fmt == "st":
         adata = read_st(src, selection=selection, transpose=transpose)
+    elif fmt == "gem":
+        adata = read_gem(src, **options)  # type: ignore[arg-type]
     else:
         adata = read_table(src, transpose=transpose, coords=coords, sep=options.get("sep"))  # type: ignore[arg-type]
 

@@ -184,8 +184,9 @@ def read_table(
 def attach_coords(adata: AnnData, coords: Path) -> AnnData:
     """Add ``obsm['spatial']`` (and ``obs['array_row'/'array_col']`` when present) from a coordinates table.
 
-    The table is indexed by spot name (first column) and has ``x`` and ``y`` columns (case-insensitive),
-    optionally ``array_row`` and ``array_col``. Spots without coordinates are dropped with a warning;
+    The table is indexed by spot name (first column) and has ``x`` and ``y`` columns (case-insensitive;
+    ``xcoord``, ``ycoord`` as in Slide-seq's ``BeadLocationsForR.csv``), optionally ``array_row`` and
+    ``array_col``. Spots without coordinates are dropped with a warning;
     no spot in common is an error.
     """
     if adata.n_obs == 0:  # nothing to place; validation reports the empty matrix
@@ -200,6 +201,8 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         msg = f"cannot read coordinates from {coords} ({err}): expected a CSV/TSV with columns spot, x, y."
         raise InputError(msg) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
+    if "x" not in table.columns and "y" not in table.columns and {"xcoord", "ycoord"} <= set(table.columns):
+        table = table.rename(columns={"xcoord": "x", "ycoord": "y"})  # Slide-seq's BeadLocationsForR.csv
     table.index = table.index.astype(str)
     missing = [c for c in ("x", "y") if c not in table.columns]
     if missing:
