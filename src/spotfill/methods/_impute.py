@@ -149,7 +149,8 @@ def impute(
     if key_added is None:
         key_added = f"imputed_{name}"
     gene_idx = None if genes is None else _gene_indices(adata, genes)
-    _refuse_distances(adata, connectivity_key)
+    if est.uses_graph:
+        _refuse_distances(adata, connectivity_key)
     if library_key is None and (est.uses_graph or est.uses_coords):
         library_key = stored_library_key(adata, connectivity_key)
     if library_key is None and est.uses_coords:
