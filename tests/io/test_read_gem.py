@@ -94,3 +94,24 @@ def test_gem_through_impute_and_the_command_line(tmp_path, capsys):
     assert adata.layers["imputed_spatial_knn"].shape == (64, 3)
     assert main(["info", str(path), "--bin-size", "5"]) == 0
     assert "spots x genes: 64 x 3" in capsys.readouterr().out
+
+
+def test_gem_edge_cases(tmp_path):
+    path = tmp_path / "edge.gem"
+    # a byte-order mark, a blank line after the header, gene ids pandas would read as missing
+    path.write_text("\ufeff#FileFormat=GEMv0.1\n\ngeneID\tx\ty\tMIDCount\nNA\t0\t0\t1\nNone\t1\t1\t2\n")
+    adata = read(path, bin_size=2)
+    assert adata.var_names.tolist() == ["NA", "None"]  # gene ids, not missing values
+    np.testing.assert_array_equal(adata.X.toarray(), [[1, 2]])
+    path.write_text("geneID\tx\ty\tMIDCount\n")
+    with pytest.raises(InputError, match="holds no counts"):
+        read(path)
+    path.write_text("geneID\tx\ty\tMIDCount\nA\t0\t0\t5\nA\t1\t1\t-1\n")  # would sum to 4 within the bin
+    with pytest.raises(InputError, match="negative or non-finite"):
+        read(path)
+    gz = tmp_path / "cut.gem.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write(GEM * 200)
+    gz.write_bytes(gz.read_bytes()[:-20])  # an interrupted copy
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        read(gz)
