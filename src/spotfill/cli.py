@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         nargs="*",
         default=None,
-        help="datasets (any format spotfill reads without options) for spatial maps, P1 and P4 panels",
+        help="datasets (any format spotfill reads; --coords, --transpose, --bin-size apply) for spatial maps, P1 "
+        "and P4 panels",
     )
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")

@@ -108,8 +108,9 @@ def read(
         ``False`` ignores any.
     validate
         Check the result (raise :class:`~spotfill.InputError` for an empty matrix, NaN or negative
-        counts, repeated spot or gene names, or missing coordinates; log a warning for non-integer
-        values).
+        counts, repeated spot or gene names, or missing coordinates). Non-integer values are not
+        checked here: the counts a method uses may be a layer, and :func:`spotfill.impute` and the
+        benchmark warn about the matrix they use.
     **options
         Format-specific options: ``genome``, ``gex_only``, ``prefix`` (Space Ranger, passed to scanpy's
         10x readers); ``sep`` (generic tables, guessed by default); ``bin_size`` (GEM).

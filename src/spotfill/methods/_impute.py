@@ -85,13 +85,14 @@ def impute(
         Key in ``adata.obsm`` of the coordinates.
     library_key
         Column of ``adata.obs`` naming each spot's section, for several sections in one AnnData (as
-        squidpy's ``library_key``): no spot borrows from another section. It is passed to
-        :func:`spotfill.spatial_neighbors` when the graph is built here; a stored graph with edges
-        between sections is refused. Coordinate-based methods (``spatial_knn``, ``interpolate``)
-        search each section separately. ``None`` takes the ``library_key`` that
-        :func:`spotfill.spatial_neighbors` recorded for the stored graph, if any (squidpy records
-        none: name it; a warning is given when the stored graph has no edge between the groups of
-        a categorical ``obs`` column).
+        squidpy's ``library_key``), for the methods that use the graph or the coordinates: it is
+        passed to :func:`spotfill.spatial_neighbors` when the graph is built here, a stored graph
+        with edges between sections is refused by graph-based methods, and coordinate-based methods
+        (``spatial_knn``, ``interpolate``) search each section separately. Methods that use neither
+        (``mean``, ``median``, ``mode``, ``knn``, the study models) pool all spots. ``None`` takes
+        the ``library_key`` that :func:`spotfill.spatial_neighbors` recorded for the stored graph,
+        if any (squidpy records none: name it; coordinate-based methods warn when the stored graph
+        has no edge between the groups of a categorical ``obs`` column).
     mask
         Entries the method may not see (booleans or 0/1, spots x genes), e.g. held-out entries.
     genes

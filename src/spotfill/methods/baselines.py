@@ -546,7 +546,7 @@ class SpatialInterpolation(_Smoother):
     (``include_self=False``) the spot itself is left out, so this is a genuine interpolation from the
     surroundings (what predicting a held-out spot needs); with ``include_self=True`` it joins with
     the kernel's weight at ``u = 0`` (1 for Gaussian, ``2 ** power`` for IDW). Spots with no other
-    spot within the radius are predicted as 0 (a warning is logged).
+    spot within the radius are predicted as 0 (with a :class:`~spotfill.SpotfillWarning`).
 
     The default radius (``radius=None``) is ``3.25 * bandwidth`` spacings for the Gaussian kernel
     (weights below 0.5 % are cut) and 2.5 spacings for IDW; both fall between the rings of square

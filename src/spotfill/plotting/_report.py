@@ -329,7 +329,7 @@ def report(
     results
         The results of :func:`spotfill.benchmark.run_benchmark` (DataFrame or its CSV).
     data
-        A dataset or a list of them (any format :func:`spotfill.read` reads without options, or
+        A dataset or a list of them (any format :func:`spotfill.read` reads, with ``read_options``, or
         ``"synthetic:N_SPOTSxN_GENES"``) for the data panels: spatial maps (``log1p`` counts per
         10,000 of each spot) of the three genes with the largest Moran's I over the spatial graph
         (raw and each method), predicted-vs-true density and error histogram on the P1 held-out
