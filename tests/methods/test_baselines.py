@@ -360,3 +360,17 @@ def test_expression_knn_same_seed_same_result_despite_ties():
         assert (again != first).nnz == 0
     with pytest.warns(SpotfillWarning):
         np.testing.assert_array_equal(ExpressionKNN().fit_transform(X.toarray()).toarray(), first.toarray())
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+def test_interpolate_weights_do_not_depend_on_the_build_blocks(monkeypatch, include_self):
+    import spotfill.methods.baselines as baselines
+
+    rng = np.random.default_rng(3)
+    coords = rng.uniform(0, 10, (60, 2))
+    X = sp.csr_matrix(rng.poisson(2.0, (60, 4)).astype(np.float32))
+    whole = SpatialInterpolation(include_self=include_self).fit(X, coords=coords).weights_
+    monkeypatch.setattr(baselines, "_INTERPOLATE_BLOCK", 7)  # 9 blocks, the last one short
+    blocked = SpatialInterpolation(include_self=include_self).fit(X, coords=coords).weights_
+    assert (whole != blocked).nnz == 0
+    assert whole.nnz > 60
