@@ -367,7 +367,8 @@ def test_interpolate_weights_do_not_depend_on_the_build_blocks(monkeypatch, incl
     import spotfill.methods.baselines as baselines
 
     rng = np.random.default_rng(3)
-    coords = rng.uniform(0, 10, (60, 2))
+    row, col = np.divmod(np.arange(60), 10)
+    coords = np.c_[col, row] + rng.uniform(-0.2, 0.2, (60, 2))  # a jittered grid: distinct distances
     X = sp.csr_matrix(rng.poisson(2.0, (60, 4)).astype(np.float32))
     whole = SpatialInterpolation(include_self=include_self).fit(X, coords=coords).weights_
     monkeypatch.setattr(baselines, "_INTERPOLATE_BLOCK", 7)  # 9 blocks, the last one short
