@@ -25,6 +25,7 @@ import threading
 import time
 import tracemalloc
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -468,22 +469,22 @@ def run_benchmark(
     if not methods:
         msg = "no methods given: pass methods=['raw', 'mean', ...]."
         raise InputError(msg)
-    twice = sorted({m for m in methods if methods.count(m) > 1})
-    if twice:
-        msg = f"method {twice[0]!r} is listed twice: its rows would mix; list it once."
+    twice = _repeated(methods)
+    if twice is not None:
+        msg = f"method {twice!r} is listed twice: its rows would mix; list it once."
         raise InputError(msg)
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
     names = [dataset_name(item, i) for i, item in enumerate(data)]
-    same = sorted({n for n in names if names.count(n) > 1})
-    if same:
+    same = _repeated(names)
+    if same is not None:
         which = [
             "an AnnData" if hasattr(item, "uns") else str(item)
             for item, n in zip(data, names, strict=True)
-            if n == same[0]
+            if n == same
         ]
         msg = (
-            f"datasets {', '.join(which)} would all be named {same[0]!r} in the results, and their rows would mix: "
+            f"datasets {', '.join(which)} would all be named {same!r} in the results, and their rows would mix: "
             "list each dataset once, and rename files that share a name (for AnnData: uns['dataset'] = {'name': ...})."
         )
         raise InputError(msg)
@@ -541,6 +542,13 @@ def run_benchmark(
     if out_path is not None:
         write_csv(df, out_path)
     return df
+
+
+def _repeated(names: Sequence[str]) -> str | None:
+    """Return the first name (in sorted order) that ``names`` holds more than once, else ``None``."""
+    counts = Counter(names)
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    return twice[0] if twice else None
 
 
 def _folder_inputs(data: Sequence[object]) -> list[Path]:

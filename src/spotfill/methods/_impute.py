@@ -126,14 +126,15 @@ def impute(
     if copy:
         adata = adata.copy()
     X = get_counts(adata, layer, require_integer=False)
+    where = "adata.X" if layer is None else f"layer {layer!r}"
     if not X.data.any():
         msg = (
-            f"{'adata.X' if layer is None else f'layer {layer!r}'} holds no non-zero count ({adata.n_obs} x "
+            f"{where} holds no non-zero count ({adata.n_obs} x "
             f"{adata.n_vars}, all zero): nothing to impute. Check that this is the right file, or pass the layer "
             "with the counts (layer=, --layer)."
         )
         raise InputError(msg)
-    warn_non_integer(X.data, "adata.X" if layer is None else f"layer {layer!r}")
+    warn_non_integer(X.data, where)
     if method is None:
         method = _resolve_default()
     if isinstance(method, BaseImputer):

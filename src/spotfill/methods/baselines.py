@@ -68,19 +68,21 @@ class _ParamFlag:
 # ------------------------------------------------------------------------------------------------
 # small array helpers
 # ------------------------------------------------------------------------------------------------
-def _sorted_columns(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(values, indptr)``: the stored values grouped by gene (CSC order), sorted within each gene.
+def _gene_columns(X: sp.csr_matrix, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(values, indptr)``: the stored values grouped by gene (CSC order), sorted within each gene if ``sort``.
 
     ``indptr`` delimits each gene's block. One CSC copy of the values (``X``'s dtype), sorted in
-    place gene by gene: 4 bytes per stored float32 value besides the input (its row indices are
-    dropped). Nothing is densified.
+    place gene by gene (a loop over genes: a vectorised sort would need an int64 gene id and sort
+    order per value, 16 more bytes each): 4 bytes per stored float32 value besides the input (its
+    row indices are dropped). Nothing is densified.
     """
     C = X.tocsc(copy=True)  # sorted in place below: never the caller's arrays
     values, indptr = C.data, C.indptr
     del C  # the row indices are not needed
-    for start, stop in zip(indptr[:-1], indptr[1:], strict=True):
-        if stop - start > 1:
-            values[start:stop].sort()
+    if sort:
+        for start, stop in zip(indptr[:-1], indptr[1:], strict=True):
+            if stop - start > 1:
+                values[start:stop].sort()
     return values, indptr
 
 
@@ -166,6 +168,7 @@ class _GeneFill(BaseImputer):
     """Shared machinery of the per-gene fills: learn ``statistic_`` then fill the zeros with it."""
 
     keeps_observed = True
+    _sorted = True  # whether _statistic needs each gene's values sorted
 
     def __init__(self) -> None:
         pass
@@ -174,7 +177,7 @@ class _GeneFill(BaseImputer):
         raise NotImplementedError
 
     def _fit(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> None:
-        values, indptr = _sorted_columns(X)
+        values, indptr = _gene_columns(X, sort=self._sorted)
         self.statistic_ = self._statistic(values, indptr, X.shape[1])
         self.n_observed_ = np.diff(indptr)
 
@@ -207,6 +210,8 @@ class GeneMean(_GeneFill):
     n_observed_
         Number of observed non-zero values of each gene.
     """
+
+    _sorted = False
 
     def _statistic(self, values: np.ndarray, indptr: np.ndarray, n_genes: int) -> np.ndarray:
         counts = np.diff(indptr).astype(np.float64)
@@ -625,11 +630,14 @@ class SpatialInterpolation(_Smoother):
             return float(self.radius)
         return 3.25 * float(self.bandwidth) if self.kernel == "gaussian" else 2.5
 
+    def _spacing_of(self, coords: np.ndarray) -> float:
+        """Return the spot spacing: ``spacing``, else the median nearest-neighbour distance."""
+        return _spot_spacing(coords) if self.spacing is None else float(self.spacing)
+
     def _reach(self, coords: np.ndarray) -> float:
         """Return the farthest distance, in coordinate units, at which a spot can be a neighbour."""
         self._check_options()
-        s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
-        return self._radius() * s
+        return self._radius() * self._spacing_of(coords)
 
     def _check_options(self) -> None:
         if self.kernel not in ("gaussian", "idw"):
@@ -647,7 +655,7 @@ class SpatialInterpolation(_Smoother):
     def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
         self._check_options()
         n = X.shape[0]
-        s = _spot_spacing(coords) if self.spacing is None else float(self.spacing)
+        s = self._spacing_of(coords)
         r = self._radius()
         self.spacing_, self.radius_ = s, r
         tree = cKDTree(coords)

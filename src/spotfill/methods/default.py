@@ -841,7 +841,7 @@ class SpotfillModel(BaseImputer):
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
-            n_frac, first = non_integer(X.data)
+            n_frac, first = non_integer(Xs.data)  # what the selection thins (the tile when tiled)
             if n_frac:
                 msg = (
                     f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
