@@ -5,6 +5,7 @@ import importlib.util
 import inspect
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +259,89 @@ def test_finish_refuses_non_finite_output_and_clips_negatives():
     np.testing.assert_array_equal(_finish(np.array([[-1.0, 2.5]])), np.array([[0.0, 2.5]], dtype=np.float32))
     with pytest.raises(InputError, match="1 NaN or infinite"):
         _finish(np.array([[1.0, np.nan]]))
+
+
+def test_nan_counts_are_refused_before_any_tool_runs(grid_counts):
+    X, xy = grid_counts
+    X = X.copy()
+    X.data[3] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite"):
+        peers.run_smoother(X, xy)
+
+
+def _fake_python(tmp_path, body: str):
+    """An executable standing in for a peer environment's interpreter (a shell script)."""
+    exe = tmp_path / "fake python"  # a space in the path, as in many user folders
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stands in for an interpreter")
+def test_worker_gets_only_the_checkout_on_its_path(monkeypatch, tmp_path, grid_counts):
+    """The caller's PYTHONPATH (its site-packages) must not shadow the peer environment's packages."""
+    record = tmp_path / "pythonpath.txt"
+    exe = _fake_python(tmp_path, f'printf "%s" "$PYTHONPATH" > "{record}"\nexit 3\n')
+    monkeypatch.setenv("PYTHONPATH", "/callers/site-packages")
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_HALRA", str(exe))
+    X, xy = grid_counts
+    with pytest.raises(InputError, match=r"HALRA \(halra\) is not installed"):
+        peers.run_halra(X, xy)
+    # the folder holding spotfill (this checkout's src/), and nothing of the caller's
+    assert record.read_text() == str(Path(peers.__file__).resolve().parents[2])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stands in for an interpreter")
+def test_a_tool_refusing_the_data_is_not_reported_as_missing(monkeypatch, tmp_path, grid_counts):
+    # the worker's arguments: -m spotfill.benchmark._peer_worker NAME IN OUT OPTIONS
+    exe = _fake_python(tmp_path, 'printf "the tool returned 5 NaN values" > "$(dirname "$5")/error.txt"\nexit 4\n')
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_SMOOTHER", str(exe))
+    X, xy = grid_counts
+    with pytest.raises(InputError, match=r"^the tool returned 5 NaN values \(Smoother in .*fake python\)$"):
+        peers.run_smoother(X, xy)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stands in for an interpreter")
+def test_a_peer_environment_without_spotfill_says_so(monkeypatch, tmp_path, grid_counts):
+    exe = _fake_python(tmp_path, "echo \"ModuleNotFoundError: No module named 'spotfill'\" >&2\nexit 1\n")
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON", str(exe))
+    X, xy = grid_counts
+    with pytest.raises(InputError, match="spotfill is not installed in .*pip install --no-deps spotfill"):
+        peers.run_magic(X, xy)
+
+
+def test_worker_exit_codes_separate_a_missing_tool_from_refused_data(monkeypatch, tmp_path):
+    M = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    src, dst = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(src, data=M.data, indices=M.indices, indptr=M.indptr, shape=np.asarray(M.shape), coords=np.zeros((3, 2)))
+
+    def refuses(M, C, *, seed):
+        raise InputError("too few spots for this tool")
+
+    monkeypatch.setitem(peers._LOCAL, "halra", refuses)
+    assert peers._main_worker(["halra", str(src), str(dst), json.dumps({"seed": 0})]) == 4
+    assert (tmp_path / "error.txt").read_text() == "too few spots for this tool"
+    assert not dst.exists()
+
+
+def test_halra_small_search_counts_the_spots_and_genes_it_keeps(monkeypatch):
+    """halra drops empty spots and genes first: 150 x 150 with 60 empty genes has a 90-gene search."""
+    calls = {}
+
+    class Stub:
+        @staticmethod
+        def halra(M, cells, genes, *, matrix_rank, **kwargs):
+            calls["rank"] = matrix_rank
+            return np.zeros((M.shape[0], M.shape[1])), cells, genes
+
+    monkeypatch.setattr(peers, "_import_tool", lambda name, module=None: Stub)
+    monkeypatch.setattr(peers, "_small_halra_rank", lambda halra, M, **kw: calls.setdefault("small", 7))
+    rng = np.random.default_rng(0)
+    X = rng.poisson(1.0, size=(150, 150)).astype(np.float32)
+    X[:, 90:] = 0
+    peers._local_halra(sp.csr_matrix(X), np.zeros((150, 2)), n_iter=2, quantile_prob=0.001, seed=0)
+    assert calls == {"small": 7, "rank": 7}
+    calls.clear()
+    X[:, 90:] = 1  # every gene expressed: halra's own 100-component search
+    peers._local_halra(sp.csr_matrix(X), np.zeros((150, 2)), n_iter=2, quantile_prob=0.001, seed=0)
+    assert calls == {"rank": None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
@@ -40,6 +41,14 @@ EXTERNAL = textwrap.dedent(
 
     def complex_values(X, coords):
         return X.toarray() + 0j
+
+    def writes_a_temp_file_and_hangs(X, coords):
+        import tempfile, time
+        fd, path = tempfile.mkstemp(prefix="bench_leftover_")
+        os.close(fd)
+        with open(os.environ["TEMP_RECORD"], "w") as fh:
+            fh.write(path)
+        time.sleep(60)
 
     def exits(X, coords):
         raise SystemExit(3)
@@ -533,3 +542,44 @@ def test_in_process_warm_up_does_not_warn_about_its_own_data():
         warnings.simplefilter("always")
         run_benchmark([_adata()], methods=["knn"], protocols=["p1"], isolate=False, progress=False)
     assert not [w for w in caught if issubclass(w.category, SpotfillWarning)]  # every spot of _adata has counts
+
+
+def test_a_killed_calls_temporary_files_are_removed(ext, tmp_path, monkeypatch):
+    """A peer's exchange files hold a copy of the counts: they go with the call, even one killed at the limit."""
+    record = tmp_path / "temp_path.txt"
+    monkeypatch.setenv("TEMP_RECORD", str(record))
+    df = run_benchmark(
+        [_adata()],
+        protocols=["p5"],
+        methods=[f"{ext}:writes_a_temp_file_and_hangs"],
+        isolate=True,
+        progress=False,
+        timeout=8,
+    )
+    assert df["error"].str.contains("over time").all()
+    if not record.exists():
+        pytest.skip("the worker did not reach the method within the time limit on this (busy) machine")
+    left = record.read_text()
+    assert "spotfill_bench_" in left  # the method's temporary folder was the call's own
+    assert not os.path.exists(left)
+
+
+def test_a_peer_that_cannot_run_is_skipped_with_a_warning(monkeypatch):
+    from spotfill import SpotfillWarning
+    from spotfill.benchmark import peers
+
+    monkeypatch.setattr(peers, "available_peers", lambda: {name: name != "magic" for name in peers.PEERS})
+    with pytest.warns(SpotfillWarning, match=r"method 'magic\[knn=3\]' is skipped: MAGIC \(magic-impute\) is not"):
+        df = run_benchmark(
+            [_adata()],
+            protocols=["p1", "p2"],
+            methods=["raw", "magic[knn=3]"],
+            seeds=[0, 1],
+            progress=False,
+            isolate=False,
+        )
+    skipped = df[df["method"] == "magic[knn=3]"]
+    assert set(skipped["status"]) == {"skipped"}
+    assert len(skipped) == 2 * 2 * 2  # seeds x protocols x (seconds, peak_mb)
+    assert skipped["error"].str.contains("pip install").all()
+    assert (df.loc[df["method"] == "raw", "status"] == "ok").all()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -31,7 +31,7 @@ from .._errors import InputError, UnknownMethodError
 from .._params import parse_method_spec
 from ._metrics import libsize_mean_rates
 
-__all__ = ["CONTROLS", "BenchMethod", "check_prediction", "resolve_method"]
+__all__ = ["CONTROLS", "BenchMethod", "check_prediction", "resolve_method", "unavailable_peers"]
 
 #: Built-in control "methods" of the harness.
 CONTROLS = ("raw", "libsize_mean")
@@ -156,6 +156,31 @@ def resolve_method(name: str) -> BenchMethod:
         return make_method(name, seed=seed, **params).fit_transform(X, graph=graph, coords=coords)
 
     return call
+
+
+def unavailable_peers(names: Sequence[str]) -> dict[str, str]:
+    """Return ``{name: reason}`` for the methods among ``names`` that are peer tools which cannot run.
+
+    A peer cannot run when its package is importable neither here nor in the interpreter named for it
+    (:func:`spotfill.benchmark.peers.available_peers`); the reason says what to install. Names are
+    resolved as :func:`resolve_method` does, so a registered method or control is never a peer.
+    """
+    from ..methods import get_method
+
+    peer_of: dict[str, str] = {}
+    for spec in names:
+        base, _ = parse_method_spec(spec)
+        if base in CONTROLS or ":" in base:
+            continue
+        try:
+            get_method(base)
+        except UnknownMethodError:
+            peer_of[spec] = base
+    if not peer_of:
+        return {}
+    peers = importlib.import_module("spotfill.benchmark.peers")
+    can_run = peers.available_peers()
+    return {spec: peers.missing_message(base) for spec, base in peer_of.items() if not can_run.get(base, True)}
 
 
 def check_prediction(P, shape: tuple[int, int], name: str) -> np.ndarray | sp.csr_matrix:

@@ -37,9 +37,10 @@ import scipy.sparse as sp
 from .._errors import InputError, SpotfillWarning, UnknownMethodError
 from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
+from .._logging import warn
 from .._params import parse_method_spec
 from .._validation import check_counts, get_coords, get_matrix, is_seed, warn_non_integer
-from ._external import check_prediction, resolve_method
+from ._external import check_prediction, resolve_method, unavailable_peers
 from ._protocols import PROTOCOLS, CallResult, Dataset
 
 if TYPE_CHECKING:
@@ -342,6 +343,10 @@ def _call_isolated(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeout:
         _save_csr(inp, X, **extra)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # the method's temporary files go inside this call's folder, removed with it even when the
+        # worker is killed (a peer's exchange files hold a copy of the counts)
+        (tmp_dir / "tmp").mkdir()
+        env["TMPDIR"] = env["TMP"] = env["TEMP"] = str(tmp_dir / "tmp")
         t0 = time.perf_counter()
         try:
             proc = _run_worker(
@@ -475,6 +480,9 @@ def run_benchmark(
         raise InputError(msg)
     for name in methods:
         resolve_method(name)  # unknown names fail now, not after hours
+    skipped = unavailable_peers(methods)
+    for name, why in skipped.items():
+        warn(f"method {name!r} is skipped: {why}")
     names = [dataset_name(item, i) for i, item in enumerate(data)]
     same = _repeated(names)
     if same is not None:
@@ -523,7 +531,12 @@ def run_benchmark(
             logger.info("dataset %s: %d spots x %d genes", ds.name, *ds.shape)
         call = make_caller(name, ds, seed=seed, isolate=isolate, timeout=timeout)
         for protocol in protocols:
-            for row in PROTOCOLS[protocol](ds, call, seed=seed, frac=frac):
+            if name in skipped:
+                nothing = {"value": float("nan"), "status": "skipped", "error": skipped[name]}
+                protocol_rows = [{"metric": "seconds", **nothing}, {"metric": "peak_mb", **nothing}]
+            else:
+                protocol_rows = PROTOCOLS[protocol](ds, call, seed=seed, frac=frac)
+            for row in protocol_rows:
                 rows.append(
                     {
                         "dataset": ds.name,

@@ -12,8 +12,10 @@ The tools are optional (``pip install 'spotfill[peers]'``). A peer runs
 - in another interpreter when the environment variable ``SPOTFILL_PEER_PYTHON_<NAME>`` (for
   example ``SPOTFILL_PEER_PYTHON_SCVI``) or, for every peer at once, ``SPOTFILL_PEER_PYTHON`` names
   a Python executable. The adapter then calls ``python -m spotfill.benchmark._peer_worker`` in that
-  interpreter and exchanges the matrices through temporary ``.npz`` files; spotfill must be
-  importable there (``pip install -e . --no-deps`` or ``PYTHONPATH=src``).
+  interpreter and exchanges the matrices through temporary ``.npz`` files. The worker gets none of
+  this interpreter's ``PYTHONPATH``, so it imports the tool and its dependencies from its own
+  environment only; spotfill itself comes from this checkout's ``src/`` folder when spotfill runs
+  from a source checkout, and must otherwise be installed there too (``pip install --no-deps spotfill``).
 
 A peer that is in neither place raises :class:`~spotfill._errors.InputError` naming the package to
 install; :func:`available_peers` tells which peers can run.
@@ -51,6 +53,7 @@ __all__ = [
     "PEER_PACKAGES",
     "PeerName",
     "available_peers",
+    "missing_message",
     "peer_python",
     "run_halra",
     "run_magic",
@@ -73,6 +76,7 @@ PEER_PACKAGES: dict[str, tuple[str, str, str]] = {
 }
 
 _ENV_PREFIX = "SPOTFILL_PEER_PYTHON"
+_EXIT_MISSING, _EXIT_INPUT = 3, 4  # a worker's exit codes: the tool is not installed / refused the input
 _NORM_TARGET = 1e4  # normalize_total target of the log-normalised tools (scanpy / Seurat convention)
 
 
@@ -127,13 +131,18 @@ def _check_name(name: str) -> None:
         raise InputError(msg)
 
 
-def _missing_message(name: str) -> str:
+def missing_message(name: str) -> str:
+    """Say that peer ``name``'s package is missing, and how to install it or where to point spotfill."""
     display, dist, module = PEER_PACKAGES[name]
     return (
         f"{display} ({dist}) is not installed: pip install 'spotfill[peers]' or pip install {dist} "
         f"(module {module!r} not importable), or point {_ENV_PREFIX}_{name.upper()} at the Python of an "
         "environment that has it (benchmarks/peers/setup_envs.sh builds one)."
     )
+
+
+class _ToolMissing(InputError):
+    """The peer's package cannot be imported (a worker reports it with its own exit code)."""
 
 
 def _import_tool(name: str, module: str | None = None) -> Any:
@@ -143,8 +152,8 @@ def _import_tool(name: str, module: str | None = None) -> Any:
         with _quiet_tool(PEER_PACKAGES[name][0]):  # some tools warn or print on import
             return importlib.import_module(mod)
     except ImportError as err:
-        msg = _missing_message(name)
-        raise InputError(msg) from err
+        msg = missing_message(name)
+        raise _ToolMissing(msg) from err
 
 
 @contextlib.contextmanager
@@ -178,6 +187,9 @@ def _prepare(X: sp.spmatrix | np.ndarray, coords: np.ndarray) -> tuple[sp.csr_ma
             f"coords has shape {C.shape} but the counts have {M.shape[0]} spots: pass one row of "
             "(x, y) per spot, in the order of the counts."
         )
+        raise InputError(msg)
+    if not np.isfinite(M.data).all():
+        msg = "the counts contain NaN or infinite values: the peers need raw counts."
         raise InputError(msg)
     if M.data.size and M.data.min() < 0:
         msg = "the counts contain negative values: the peers need raw counts."
@@ -267,7 +279,9 @@ def _local_halra(M: sp.csr_matrix, coords: np.ndarray, *, n_iter: int, quantile_
     cells = np.arange(n).astype(str)
     genes = np.arange(g).astype(str)
     rank = None
-    if min(n, g) <= _HALRA_N_COMPS:
+    # halra drops the genes and spots without counts before its search: their number is what counts
+    n_genes = np.count_nonzero(np.bincount(M.indices, minlength=g))
+    if min(_nonempty(M).size, n_genes) <= _HALRA_N_COMPS:
         rank = _small_halra_rank(halra, M, n_iter=n_iter, seed=seed)
     with _quiet_tool("HALRA"):
         Z, kept_cells, kept_genes = halra.halra(
@@ -366,8 +380,15 @@ def _local_stagate(
         hvg = expressed
     else:
         tmp = ad.AnnData(S[:, expressed].copy())
-        with _quiet_tool("STAGATE"):
-            sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes)
+        try:
+            with _quiet_tool("STAGATE"):
+                sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes)
+        except ImportError as err:  # seurat_v3 needs scikit-misc, which stagate-modern does not pull in
+            msg = (
+                f"STAGATE's {n_top_genes} variable genes are chosen with scanpy's seurat_v3 flavour, which needs "
+                f"scikit-misc: pip install scikit-misc ({err})."
+            )
+            raise InputError(msg) from err
         hvg = expressed[np.flatnonzero(tmp.var["highly_variable"].to_numpy())]
     hvg = np.sort(hvg)
     names = pd.Index([f"s{i}" for i in range(S.shape[0])])
@@ -482,8 +503,13 @@ def _run_in_worker(python: str, name: str, M: sp.csr_matrix, C: np.ndarray, opti
         # the worker must run the tool itself, not call another worker
         for var in [v for v in env if v.startswith(_ENV_PREFIX)]:
             del env[var]
-        src_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), src_root) if p)
+        # the worker imports everything from its own environment: none of this interpreter's paths
+        # (they would shadow the tool's numpy, torch, ...), only a source checkout's src/ folder
+        env.pop("PYTHONPATH", None)
+        src_root = Path(__file__).resolve().parents[2]
+        if src_root.name not in ("site-packages", "dist-packages"):
+            env["PYTHONPATH"] = str(src_root)
+        err_path = Path(tmp) / "error.txt"
         logger.info("running %s in %s", display, python)
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -492,8 +518,17 @@ def _run_in_worker(python: str, name: str, M: sp.csr_matrix, C: np.ndarray, opti
             raise InputError(msg) from err
         if res.stderr.strip():
             logger.debug("%s worker stderr:\n%s", display, res.stderr.strip())
-        if res.returncode == 3:  # the worker's code for "tool not installed"
-            msg = f"{_missing_message(name)} (checked in {python})"
+        if res.returncode == _EXIT_MISSING:
+            msg = f"{missing_message(name)} (checked in {python})"
+            raise InputError(msg)
+        if res.returncode == _EXIT_INPUT and err_path.exists():  # the tool ran and refused the input
+            msg = f"{err_path.read_text(encoding='utf-8').strip()} ({display} in {python})"
+            raise InputError(msg)
+        if res.returncode != 0 and "No module named 'spotfill'" in res.stderr:
+            msg = (
+                f"spotfill is not installed in {python}, the interpreter named for {display}: "
+                "pip install --no-deps spotfill there (the same version as here)."
+            )
             raise InputError(msg)
         if res.returncode != 0:
             tail = "\n".join(res.stderr.strip().splitlines()[-15:])
@@ -775,8 +810,11 @@ def _main_worker(argv: list[str]) -> int:
         C = np.asarray(f["coords"])
     try:
         Y = _LOCAL[name](M, C, **options)
-    except InputError as err:
+    except _ToolMissing as err:
         sys.stderr.write(f"{err}\n")
-        return 3
+        return _EXIT_MISSING
+    except InputError as err:
+        Path(dst).with_name("error.txt").write_text(str(err), encoding="utf-8")
+        return _EXIT_INPUT
     np.savez(dst, Y=Y)
     return 0
