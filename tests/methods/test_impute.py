@@ -378,6 +378,10 @@ def test_apply_mask_by_hand():
     M = sp.csr_matrix((np.array([True, False]), (np.array([1, 1]), np.array([1, 2]))), shape=(2, 3))
     np.testing.assert_array_equal(apply_mask(X, M).toarray(), [[1, 0, 3], [0, 0, 6]])
     np.testing.assert_array_equal(X.toarray(), before)  # never in place
+    # a boolean CSR built from raw arrays that names a position twice masks it once (it gave -x)
+    twice = sp.csr_matrix((np.array([True, True, True]), np.array([0, 0, 2]), np.array([0, 2, 3])), shape=(2, 3))
+    assert not twice.has_canonical_format
+    np.testing.assert_array_equal(apply_mask(X, twice).toarray(), [[0, 0, 3], [0, 5, 0]])
     # nothing to mask: X itself (documented), no copy
     assert apply_mask(X, None) is X
     assert apply_mask(X, np.array([[False, True, False], [True, False, False]])) is X
@@ -474,6 +478,27 @@ def test_interpolate_with_a_wide_radius_stays_within_sections():
     impute(one, "interpolate", **params)
     got = _dense(both.layers["imputed_interpolate"])[:64]
     np.testing.assert_allclose(got, _dense(one.layers["imputed_interpolate"]), rtol=1e-5)
+
+
+def test_interpolate_measures_each_section_in_its_own_spacing():
+    """Slides imaged at different scales: each section's kernel spans the same number of its spots."""
+    both = _stacked()
+    s2 = (both.obs["lib"] == "s2").to_numpy()
+    both.obsm["spatial"] = both.obsm["spatial"].astype(float)
+    both.obsm["spatial"][s2] *= 2.7  # section s2 at 2.7 times the pixels per spot
+    impute(both, "interpolate", library_key="lib")
+    for name, seed in (("s1", 0), ("s2", 1)):
+        one = _adata(seed)
+        impute(one, "interpolate")
+        got = _dense(both.layers["imputed_interpolate"])[(both.obs["lib"] == name).to_numpy()]
+        np.testing.assert_allclose(got, _dense(one.layers["imputed_interpolate"]), rtol=1e-5)
+    # a spacing given in coordinate units is the user's: it applies to both sections as it is
+    fixed = _stacked()
+    fixed.obsm["spatial"] = both.obsm["spatial"]
+    impute(fixed, "interpolate", library_key="lib", spacing=100.0)  # section s1's spacing
+    assert not np.allclose(
+        _dense(fixed.layers["imputed_interpolate"])[s2], _dense(both.layers["imputed_interpolate"])[s2]
+    )
 
 
 @pytest.mark.parametrize("bad", [{"bandwidth": "wide"}, {"bandwidth": None}, {"spacing": -1.0}])

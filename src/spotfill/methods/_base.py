@@ -56,7 +56,8 @@ def apply_mask(X: sp.csr_matrix, mask) -> sp.csr_matrix:
 def as_mask(mask, shape: tuple[int, int]) -> sp.csr_matrix | None:
     """Validate ``mask`` (see :func:`apply_mask`) and return it as a boolean CSR matrix (``None`` stays ``None``).
 
-    A boolean CSR matrix of the right shape is returned as it is (no copy).
+    A canonical boolean CSR matrix (sorted, no repeated position) of the right shape is returned as it
+    is (no copy).
     """
     if mask is None:
         return None
@@ -73,7 +74,10 @@ def as_mask(mask, shape: tuple[int, int]) -> sp.csr_matrix | None:
         msg = f"mask has shape {mask.shape} but the data have shape {shape}."
         raise InputError(msg)
     if sp.issparse(mask):
-        return mask if (mask.format == "csr" and mask.dtype == bool) else as_csr(mask, dtype=np.float32).astype(bool)
+        if mask.format == "csr" and mask.dtype == bool and mask.has_canonical_format:
+            return mask
+        # a repeated position would be counted twice by X.multiply(mask) (and give -x below)
+        return as_csr(mask, dtype=np.float32).astype(bool)
     return sp.csr_matrix(mask.astype(bool))
 
 

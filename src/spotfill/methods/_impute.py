@@ -297,7 +297,9 @@ def _separate_sections(
     Sections are placed side by side with gaps larger than any section's diameter, so every spot is
     closer to each spot of its own section than to any spot of another: a k-nearest-neighbour search
     (with more than ``n_neighs`` spots per section) stays within the section. A method with a
-    search radius (``_reach``, e.g. ``interpolate``) gets gaps wider than that radius too.
+    search radius (``_reach``, e.g. ``interpolate``) gets gaps wider than that radius too. A method
+    that measures distances in spot spacings it estimates (``interpolate`` without ``spacing``) gets
+    each section in units of that section's own spacing.
     """
     from ..graph._builders import section_groups
 
@@ -311,6 +313,18 @@ def _separate_sections(
             "its neighbours would come from other sections; lower n_neighs or leave the section out."
         )
         raise InputError(msg)
+    if hasattr(est, "_spacing_of") and getattr(est, "spacing", 0) is None:
+        # a method that measures distances in estimated spot spacings measures each section in its own:
+        # separate slides are often imaged at different scales (pixels per micrometre)
+        from .baselines import _spot_spacing
+
+        coords = coords.astype(np.float64, copy=True)
+        for g in groups:
+            try:
+                coords[g] /= _spot_spacing(coords[g])
+            except InputError as err:
+                msg = f"section {names[g[0]]!r} of obs[{library_key!r}]: {err}"
+                raise InputError(msg) from None
     lo = np.array([coords[g].min(axis=0) for g in groups])
     hi = np.array([coords[g].max(axis=0) for g in groups])
     gap = 2.0 * float(np.linalg.norm(hi - lo, axis=1).max()) + 1.0

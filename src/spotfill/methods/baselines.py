@@ -1,12 +1,13 @@
 """Baseline imputers: per-gene statistics and neighbour smoothers.
 
 These are the reference points every other method is measured against. All are closed-form,
-deterministic (``knn``'s PCA takes a seed) and vectorised over genes and spots.
+deterministic (``knn``'s PCA takes a seed) and vectorised over spots (the per-gene fills loop over
+genes once, which keeps their memory at 8 bytes per stored value).
 
 Per-gene fills (``mean``, ``median``, ``mode``)
     Every zero of a gene is replaced by a statistic of that gene's observed non-zero values;
     observed values are returned unchanged. Output: dense ``float32`` (``4 * n_spots * n_genes``
-    bytes, e.g. 73 MB for 3,639 x 5,000 and 43 GB for 600k x 18k).
+    bytes, e.g. 72.8 MB for 3,639 x 5,000 and 43 GB for 600k x 18k).
 Neighbour smoothers (``knn``, ``spatial_knn``, ``interpolate``)
     Each spot becomes a weighted mean of the raw counts of its neighbours: in expression space
     (``knn``) or in space (``spatial_knn``, ``interpolate``). The weights form one sparse
@@ -14,8 +15,9 @@ Neighbour smoothers (``knn``, ``spatial_knn``, ``interpolate``)
     ``W @ X`` for all genes at once. Output: CSR ``float32`` (an entry is zero only where no
     neighbour expresses the gene).
 
-Masked entries (``mask=`` in :meth:`~spotfill.methods.BaseImputer.fit`) are unobserved zeros
-everywhere: they enter neither the statistics, nor the neighbour search, nor the averages.
+Masked entries (``mask=`` in :meth:`~spotfill.methods.BaseImputer.fit`) are never read: the per-gene
+statistics leave them out, and the smoothers see them as zeros (in ``knn``'s profiles and in every
+neighbour average), exactly like entries that were never measured.
 """
 
 from __future__ import annotations
@@ -544,7 +546,9 @@ class SpatialInterpolation(_Smoother):
     """Interpolate every gene at each spot from the surrounding spots with a distance kernel.
 
     Distances are measured in **spot spacings** ``s``: the median distance from a spot to its
-    nearest other spot (``spacing_``), or ``spacing`` when given. Every spot ``j != i`` within
+    nearest other spot (``spacing_``), or ``spacing`` when given. With stacked sections
+    (``spotfill.impute(..., library_key=...)``) and no ``spacing``, each section is measured in its own
+    spacing (slides imaged at different scales keep the same kernel in spots). Every spot ``j != i`` within
     ``radius`` spacings of spot ``i`` gets the weight
 
     - ``kernel="gaussian"``: ``w = exp(-u**2 / (2 * bandwidth**2))``, ``u = d / s``;
@@ -555,7 +559,8 @@ class SpatialInterpolation(_Smoother):
     (``include_self=False``) the spot itself is left out, so this is a genuine interpolation from the
     surroundings (what predicting a held-out spot needs); with ``include_self=True`` it joins with
     the kernel's weight at ``u = 0`` (1 for Gaussian, ``2 ** power`` for IDW). Spots with no other
-    spot within the radius are predicted as 0 (with a :class:`~spotfill.SpotfillWarning`).
+    spot within the radius are predicted as 0 (with a :class:`~spotfill.SpotfillWarning`; with
+    ``include_self=True`` they keep their own counts).
 
     The default radius (``radius=None``) is ``3.25 * bandwidth`` spacings for the Gaussian kernel
     (weights below 0.5 % are cut) and 2.5 spacings for IDW; both fall between the rings of square
