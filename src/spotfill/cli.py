@@ -127,7 +127,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
 
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         msg = f"--seeds takes comma-separated integers, e.g. --seeds 0,1,2; got {args.seeds!r}."
         raise SpotfillError(msg) from None
@@ -255,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated names, name[key=value,...] for a registered method with parameters "
         "(e.g. 'spotfill[gene_prior=5]'), or module:function callables",
     )
-    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds for every protocol (default: each protocol's own, P1 0,1,2 and the others 0)",
+    )
     p.add_argument("--out", default="results.csv", help="results CSV (default: results.csv)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")

@@ -50,6 +50,10 @@ EXTERNAL = textwrap.dedent(
             fh.write(path)
         time.sleep(60)
 
+    def allocates_200_mb(X, coords):
+        block = np.ones(25_000_000)  # 200 MB, touched
+        return X * float(block[::1000].sum() > 0)
+
     def exits(X, coords):
         raise SystemExit(3)
 
@@ -137,6 +141,7 @@ def test_failing_method_is_a_result_and_run_goes_on(ext, tmp_path):
         [_adata()],
         protocols=["p1"],
         methods=[f"{ext}:boom", f"{ext}:wrong_shape", "raw"],
+        seeds=[0],
         isolate=False,
         progress=False,
         out=out,
@@ -178,7 +183,9 @@ def test_isolated_call_and_spy_file(ext, tmp_path, monkeypatch):
     monkeypatch.setenv("SPY_FILE", str(spy))
     ad = _adata()
     ballast = np.ones(600 * 2**20 // 8)  # 600 MB held by this process must not count as the worker's
-    df = run_benchmark([ad], protocols=["p1"], methods=[f"{ext}:spy"], isolate=True, progress=False, timeout=120)
+    df = run_benchmark(
+        [ad], protocols=["p1"], methods=[f"{ext}:spy"], seeds=[0], isolate=True, progress=False, timeout=120
+    )
     del ballast
     assert (df["status"] == "ok").all(), df["error"].tolist()
     v = df.set_index("metric")["value"]
@@ -339,7 +346,9 @@ def test_p1_that_holds_out_nothing_is_refused():
     with pytest.raises(InputError, match=f"holds out 0 of the {nnz} non-zero"):
         run_benchmark([ad], protocols=["p1"], methods=["raw"], frac=0.4 / nnz, isolate=False, progress=False)
     # one held-out entry is enough, and the raw data's zero prediction is scored by hand
-    df = run_benchmark([ad], protocols=["p1"], methods=["raw"], frac=0.6 / nnz, isolate=False, progress=False)
+    df = run_benchmark(
+        [ad], protocols=["p1"], methods=["raw"], frac=0.6 / nnz, seeds=[0], isolate=False, progress=False
+    )
     m = p1_mask(ad.X, frac=0.6 / nnz, seed=0)
     assert m.values.size == 1
     rmse = df.set_index("metric")["value"]["rmse"]
@@ -583,3 +592,43 @@ def test_a_peer_that_cannot_run_is_skipped_with_a_warning(monkeypatch):
     assert len(skipped) == 2 * 2 * 2  # seeds x protocols x (seconds, peak_mb)
     assert skipped["error"].str.contains("pip install").all()
     assert (df.loc[df["method"] == "raw", "status"] == "ok").all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resident high-water mark reset is Linux only")
+def test_in_process_memory_is_the_resident_peak_of_the_call(ext):
+    """In process, peak_mb - base_mb is what the call added to the resident set (it was tracemalloc's count)."""
+    df = run_benchmark([_adata()], protocols=["p5"], methods=[f"{ext}:allocates_200_mb"], isolate=False, progress=False)
+    v = df.set_index("metric")["value"]
+    assert 180 < v["peak_mb"] - v["base_mb"] < 260
+    assert v["base_mb"] > 20  # the process: interpreter, numpy, anndata, the data
+
+
+def test_default_seeds_are_each_protocols_own():
+    """BENCHMARK.md: P1 reports the mean and sd over seeds 0, 1, 2; P2 and P4 use seed 0."""
+    from spotfill.benchmark import DEFAULT_SEEDS
+
+    assert DEFAULT_SEEDS == {"p1": (0, 1, 2)}
+    df = run_benchmark([_adata()], protocols=["p1", "p2", "p4"], methods=["raw"], isolate=False, progress=False)
+    seeds = df.groupby("protocol")["seed"].unique().map(sorted).to_dict()
+    assert seeds == {"p1": [0, 1, 2], "p2": [0], "p4": [0]}
+    only = run_benchmark([_adata()], protocols=["p2"], methods=["raw"], isolate=False, progress=False)
+    assert set(only["seed"]) == {0}
+    given = run_benchmark([_adata()], protocols=["p1", "p2"], methods=["raw"], seeds=[3], isolate=False, progress=False)
+    assert set(given["seed"]) == {3}
+
+
+def test_p2_on_non_integer_counts_is_skipped_and_the_run_goes_on(tmp_path):
+    from spotfill import SpotfillWarning
+
+    ad = _adata()
+    ad.X = ad.X * 0.5  # not molecules: binomial thinning is undefined
+    out = tmp_path / "res.csv"
+    with pytest.warns(SpotfillWarning, match="non-integer"):
+        df = run_benchmark(
+            [ad], protocols=["p1", "p2"], methods=["raw"], seeds=[0], isolate=False, progress=False, out=out
+        )
+    p2 = df[df["protocol"] == "p2"]
+    assert list(p2["status"]) == ["skipped"]
+    assert p2["error"].str.contains("integer").all()
+    assert (df.loc[df["protocol"] == "p1", "status"] == "ok").all()
+    assert len(pd.read_csv(out)) == len(df)

@@ -22,10 +22,11 @@ from ._metrics import (
     poisson_nll,
 )
 from ._protocols import PROTOCOLS, Dataset
-from ._runner import COLUMNS, load_dataset, run_benchmark, scale_series
+from ._runner import COLUMNS, DEFAULT_SEEDS, load_dataset, run_benchmark, scale_series
 
 __all__ = [
     "COLUMNS",
+    "DEFAULT_SEEDS",
     "CONTROLS",
     "HIGHER_IS_BETTER",
     "LOWER_IS_BETTER",

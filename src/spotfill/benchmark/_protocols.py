@@ -115,10 +115,19 @@ def run_p1(ds: Dataset, call: Call, *, seed: int = 0, frac: float = 0.1) -> list
 
 
 def run_p2(ds: Dataset, call: Call, *, seed: int = 0, frac: float = 0.1) -> list[Row]:  # noqa: ARG001
-    """P2: molecular cross-validation. Rows: ``nll`` (mean Poisson NLL, lower is better), cost."""
+    """P2: molecular cross-validation. Rows: ``nll`` (mean Poisson NLL, lower is better), cost.
+
+    Counts that are not integers cannot be split into molecules: such a dataset gives one ``skipped``
+    row (the reason in ``error``) and the run goes on.
+    """
     key = ("p2", seed)
     if key not in ds.cache:
-        ds.cache[key] = p2_split(ds.X, seed=seed)
+        try:
+            ds.cache[key] = p2_split(ds.X, seed=seed)
+        except InputError as err:  # non-integer counts cannot be thinned: this dataset has no P2
+            ds.cache[key] = str(err)
+    if isinstance(ds.cache[key], str):
+        return [{"metric": "nll", "value": float("nan"), "status": "skipped", "error": ds.cache[key]}]
     X_train, X_test = ds.cache[key]
     res = call(X_train)
     if res.error is not None:

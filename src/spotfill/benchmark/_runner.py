@@ -4,9 +4,9 @@ Each method call runs either in its own process (``isolate=True``: a fresh ``pyt
 that reads the matrix it may see from a temporary ``.npz``, so its wall time and peak resident
 memory (``VmHWM``, see :func:`_peak_rss_mb`) are its own, a time limit can be enforced, and a crash
 or an out-of-memory kill is recorded as a failed result) or in the calling process
-(``isolate=False``, for tests: peak memory is then the ``tracemalloc`` peak of Python and numpy
-allocations during the call, which misses torch's CPU allocator, and a time limit is only checked
-after the call returns).
+(``isolate=False``: quicker, the data are loaded once; a time limit is only checked after the call
+returns, and on Linux the peak resident memory of the calling process is measured the same way after
+resetting its high-water mark, :func:`_reset_peak_rss`; elsewhere memory is not measured there, NaN).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import tracemalloc
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -53,6 +52,10 @@ logger = logging.getLogger(__name__)
 Protocol = Literal["p1", "p2", "p3", "p4", "p5"]
 
 #: Columns of the results table, in order.
+#: Seeds each protocol runs when ``run_benchmark(seeds=None)`` (BENCHMARK.md: P1 reports the mean and
+#: standard deviation over seeds 0, 1, 2; the issue's tables use seed 0 for the others).
+DEFAULT_SEEDS: dict[str, tuple[int, ...]] = {"p1": (0, 1, 2)}
+
 COLUMNS = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
 
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)$")
@@ -194,10 +197,8 @@ def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeou
     except Exception as err:  # noqa: BLE001 - a failing method is a result, the run goes on
         return CallResult(None, 0.0, float("nan"), float("nan"), _describe(err))
     _warm_up(name, fn)
-    started = not tracemalloc.is_tracing()
-    if started:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
+    measured = _reset_peak_rss()
+    base_mb = _peak_rss_mb() if measured else float("nan")
     t0 = time.perf_counter()
     try:
         pred = check_prediction(fn(X.copy(), coords=ds.coords, graph=ds.graph, seed=seed), X.shape, name)
@@ -206,12 +207,10 @@ def _call_in_process(name: str, X: sp.csr_matrix, ds: Dataset, seed: int, timeou
         logger.warning("method %s failed on %s: %s", name, ds.name, _describe(err))
         pred, error = None, _describe(err)
     seconds = time.perf_counter() - t0
-    peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
-    if started:
-        tracemalloc.stop()
+    peak_mb = _peak_rss_mb() if measured else float("nan")
     if error is None and timeout is not None and seconds > timeout:
         pred, error = None, f"over time (> {timeout:g} s)"
-    return CallResult(pred, seconds, peak_mb, float("nan"), error)
+    return CallResult(pred, seconds, peak_mb, base_mb, error)
 
 
 _CHILD = "import sys; from spotfill.benchmark._runner import _child_main; _child_main(sys.argv[1], sys.argv[2])"
@@ -245,6 +244,23 @@ def _peak_rss_mb() -> float:
 
     scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, kilobytes elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's resident high-water mark (``VmHWM``) to its current size; tell if it worked.
+
+    Linux resets it when ``5`` is written to ``/proc/self/clear_refs``; there the next
+    :func:`_peak_rss_mb` is the peak since this call. Elsewhere (or without the right to write
+    there) nothing happens and ``False`` is returned.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
 
 
 def _child_main(inp: str, out: str) -> None:
@@ -395,7 +411,7 @@ def run_benchmark(
     *,
     protocols: Sequence[Protocol] = ("p1",),
     methods: Sequence[str],
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     out: str | Path | None = None,
     isolate: bool = True,
     frac: float = 0.1,
@@ -422,7 +438,9 @@ def run_benchmark(
         the results), peer tools of ``spotfill.benchmark.peers.PEERS``, or ``"package.module:function"``
         callables ``(counts_csr, coords) -> counts``.
     seeds
-        Seeds of the splits (P1-P3) and of the methods.
+        Seeds of the splits (P1-P3) and of the methods, used for every protocol. ``None`` (default):
+        each protocol's own, :data:`DEFAULT_SEEDS` (P1 over seeds 0, 1, 2 as BENCHMARK.md asks; the
+        other protocols seed 0).
     out
         CSV file for the results (``.csv``; its folder is created), rewritten (atomically) after each
         dataset. It may not be one of the ``data`` files.
@@ -496,12 +514,17 @@ def run_benchmark(
             "list each dataset once, and rename files that share a name (for AnnData: uns['dataset'] = {'name': ...})."
         )
         raise InputError(msg)
-    seeds = list(seeds)
-    bad = [s for s in seeds if not is_seed(s)]
-    if bad or not seeds:
-        msg = f"seeds must be integers >= 0 and < 2**32, e.g. seeds=[0, 1, 2]; got {bad[0] if bad else 'none'!r}."
-        raise InputError(msg)
-    seeds = [int(s) for s in seeds]
+    if seeds is None:  # each protocol's own seeds (BENCHMARK.md: P1 over seeds 0, 1, 2; the others seed 0)
+        seeds_of = {p: DEFAULT_SEEDS.get(p, (0,)) for p in protocols}
+        seeds = sorted({s for p in protocols for s in seeds_of[p]})
+    else:
+        seeds = list(seeds)
+        bad = [s for s in seeds if not is_seed(s)]
+        if bad or not seeds:
+            msg = f"seeds must be integers >= 0 and < 2**32, e.g. seeds=[0, 1, 2]; got {bad[0] if bad else 'none'!r}."
+            raise InputError(msg)
+        seeds = [int(s) for s in seeds]
+        seeds_of = {p: tuple(seeds) for p in protocols}
     read_options = dict(read_options or {})
     if read_options.get("coords") is not None and len(data) != 1:
         msg = f"coords= (--coords) names the coordinates of one count table, but {len(data)} datasets were given."
@@ -531,6 +554,8 @@ def run_benchmark(
             logger.info("dataset %s: %d spots x %d genes", ds.name, *ds.shape)
         call = make_caller(name, ds, seed=seed, isolate=isolate, timeout=timeout)
         for protocol in protocols:
+            if seed not in seeds_of[protocol]:
+                continue
             if name in skipped:
                 nothing = {"value": float("nan"), "status": "skipped", "error": skipped[name]}
                 protocol_rows = [{"metric": "seconds", **nothing}, {"metric": "peak_mb", **nothing}]
