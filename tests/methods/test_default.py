@@ -296,6 +296,15 @@ def test_tuning_on_a_tile_selects_like_full_tuning(synthetic):
     assert sorted(set(tiny.selection_["n_latent"])) == [5, 10]
 
 
+def test_non_integer_counts_outside_the_tuning_patch_are_refused_whatever_the_seed(synthetic):
+    X, G, _ = synthetic
+    X = X.copy()
+    X.data[-1] += 0.5  # the last spot, one value: a 20-spot patch mostly misses it
+    for seed in range(4):
+        with pytest.raises(InputError, match="1 non-integer values"):
+            SpotfillModel(max_spots_tune=20, seed=seed, progress=False).fit(X, graph=G)
+
+
 def test_smoothing_operator_power_and_candidates():
     from spotfill.methods.default import _smoothing_candidates, _smoothing_operator
 

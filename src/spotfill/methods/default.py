@@ -31,7 +31,7 @@ Automatic tuning
 ----------------
 ``n_latent="auto"`` and ``smooth="auto"`` are chosen on a binomial-thinning split of the observed
 counts: ``X_a ~ Binomial(X, 1 - eps)``, ``X_b = X - X_a`` (independent Poisson halves), the model is
-fitted to ``X_a`` and scored by the Poisson deviance of ``X_b`` under the rescaled rates
+fitted to ``X_a`` and scored by the Poisson negative log-likelihood of ``X_b`` under the rescaled rates
 ``mu * eps / (1 - eps)``. The rank is chosen first (at ``smooth=0.5``), then the smoothness at that
 rank; the table of scores is ``selection_``. On more than ``max_spots_tune`` spots (default 20,000)
 the selection runs on that many spots taken as contiguous patches of the spatial graph, so tuning
@@ -406,10 +406,16 @@ class _TorchCounts:
         self.cols = torch.as_tensor(C.indices.astype(np.int64), device=device)
         self.data = torch.as_tensor(C.data, device=device)
 
-    def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(rows, cols, values)`` in blocks of ``_BLOCK`` non-zeros (bounds the ``nnz x k`` temporaries)."""
-        for a in range(0, len(self.data), _BLOCK):
-            yield self.rows[a : a + _BLOCK], self.cols[a : a + _BLOCK], self.data[a : a + _BLOCK]
+    def chunks(self, k: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(rows, cols, values)`` in blocks of ``4 * _BLOCK / k`` non-zeros.
+
+        An update gathers a ``chunk x k`` float64 array of loadings and one of programmes, and forms
+        two more of that size: 4 x 128 MB at the peak, whatever ``k`` (it was 4 x 2^22 x k x 8 bytes,
+        2.7 GB at rank 20, with blocks of ``_BLOCK`` non-zeros).
+        """
+        step = max(1, 4 * _BLOCK // max(int(k), 1))
+        for a in range(0, len(self.data), step):
+            yield self.rows[a : a + step], self.cols[a : a + step], self.data[a : a + step]
 
 
 class _TorchBackend:
@@ -441,7 +447,7 @@ class _TorchBackend:
 
     def ratio(self, X: _TorchCounts, U: torch.Tensor, V: torch.Tensor, side: Literal["rows", "cols"]) -> torch.Tensor:
         out = torch.zeros((X.shape[0] if side == "rows" else X.shape[1], U.shape[1]), dtype=U.dtype, device=U.device)
-        for rows, cols, x in X.chunks():
+        for rows, cols, x in X.chunks(U.shape[1]):
             Ur, Vc = U[rows], V[cols]
             r = x / (Ur * Vc).sum(dim=1).clamp_min(1e-12)
             if side == "rows":
@@ -453,7 +459,7 @@ class _TorchBackend:
     def nll(self, X: _TorchCounts, lib: torch.Tensor, Ue: torch.Tensor, V: torch.Tensor, scale: float) -> float:
         total = scale * float((lib @ Ue) @ V.sum(dim=0))
         acc = 0.0
-        for rows, cols, x in X.chunks():
+        for rows, cols, x in X.chunks(V.shape[1]):
             mu = (scale * lib[rows] * (Ue[rows] * V[cols]).sum(dim=1)).clamp_min(1e-6)
             acc += float(x @ torch.log(mu))
         return (total - acc) / (X.shape[0] * X.shape[1])
@@ -533,8 +539,9 @@ def _factorise(
 
     Returns ``(iteration, objective, held-out NLL)`` every 10 updates (NaN without ``heldout``). With
     ``heldout = (X_b, scale)`` the run stops once the held-out NLL has risen twice in a row. With
-    ``prior = (a, share)`` each programme's gene weights are updated to the posterior mode under
-    ``V_gk = share_g r_gk``, ``r_gk ~ Gamma(a, a)``: ``share_g (n_gk + a) / (share_g D_k + a)`` with
+    ``prior = (a, share)`` each programme's gene weights are updated to the posterior mean under
+    ``V_gk = share_g r_gk``, ``r_gk ~ Gamma(a, a)`` (the posterior mode under ``Gamma(a + 1, a)``; it
+    stays positive for ``a < 1``, where the mode would be 0): ``share_g (n_gk + a) / (share_g D_k + a)`` with
     ``n_gk`` the counts of gene ``g`` allocated to programme ``k`` and ``D_k`` its exposure.
     ``tol`` is relative to the mean deviance ``objective + saturated`` (``saturated`` = the mean of
     ``x log x - x``, see :func:`_saturated`), which scales with the data: the stopping point does not
@@ -617,7 +624,8 @@ class SpotfillModel(BaseImputer):
     Parameters
     ----------
     n_latent
-        Number of gene programmes, or ``"auto"`` (chosen among 5, 10, 20 on a thinning split).
+        Number of gene programmes, or ``"auto"`` (chosen among 5, 10, 20 on a thinning split; only
+        those not above the number of genes or of spots tuned on, and 1 when that leaves none).
     smooth
         Spatial smoothing strength ``a`` in ``[0, 1)`` of the loadings operator
         ``((1 - a) I + a P)^q``, or ``"auto"`` (chosen among 0, 0.5, 0.9).
@@ -636,8 +644,9 @@ class SpotfillModel(BaseImputer):
         final fit takes the selected number of updates, capped at ``max_iter``. With ``n_latent``,
         ``smooth`` and ``smooth_steps`` all fixed there is no selection, and the fit runs up to
         ``max_iter`` updates (stopped by ``tol`` only): fewer updates regularise, so on shallow data
-        also set ``max_iter`` (e.g. to the ``n_iter`` an automatic run selected,
-        ``adata.uns[key]["selected"]["n_iter"]``).
+        also set ``max_iter`` (e.g. to the ``n_iter`` an automatic run without ``refine_iter``
+        selected, ``adata.uns[key]["selected"]["n_iter"]``; with ``refine_iter`` that value counts
+        the refining updates only).
     tune_iter
         Updates per candidate during automatic selection.
     refine_iter
@@ -693,15 +702,18 @@ class SpotfillModel(BaseImputer):
     empty_spots_
         Indices of the spots without any count. Their loadings and library sizes are filled from
         their graph neighbours after the fit (from the border inwards for a patch of such spots), so
-        the model predicts held-out or unmeasured spots by spatial interpolation; a spot whose graph
-        component has no measured spot stays 0.
+        the model predicts held-out or unmeasured spots by spatial interpolation; a spot from which no
+        path along the graph's edges (row to column) reaches a measured spot stays 0 (on an undirected
+        graph: a component without a measured spot).
     theta_
-        Negative-binomial shape of each gene (``inf`` = Poisson); larger means less over-dispersed.
+        Negative-binomial shape of each gene, from a grid of 0.05 to 1,000 (``inf`` only with
+        ``shrink="none"``, which needs none); larger means less over-dispersed.
     n_latent_, smooth_, smooth_steps_
         The settings used (chosen ones when ``"auto"``).
     selection_
-        Table of the automatic selection: ``n_latent``, ``smooth``, ``smooth_steps``, held-out Poisson deviance
-        (``heldout_nll``, mean per entry) and seconds; empty when nothing was tuned.
+        Table of the automatic selection: ``n_latent``, ``smooth``, ``smooth_steps``, the held-out Poisson
+        negative log-likelihood (``heldout_nll``, mean per entry, up to a constant), the best number of
+        updates (``n_iter``) and seconds; empty when nothing was tuned.
     n_spots_tuned_
         Number of spots the automatic selection ran on (0 when nothing was tuned).
     history_
@@ -745,6 +757,26 @@ class SpotfillModel(BaseImputer):
         self.progress = progress
 
     # --- validation ----------------------------------------------------------------------------
+    def _check_thinnable(self, X: sp.csr_matrix) -> None:
+        """Refuse counts that binomial thinning cannot split (non-integer, or beyond 2^53)."""
+        n_frac, first = non_integer(X.data)
+        if n_frac:
+            msg = (
+                f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
+                f"counts, but X has {n_frac} non-integer values (e.g. {first:g}). Pass raw counts (a "
+                "counts layer: layer=..., --layer). Only for non-integer expected counts (e.g. ambient-"
+                "corrected), never for normalised or log values, fix n_latent, smooth and smooth_steps to skip "
+                f"the selection, and max_iter (without the selection the fit takes up to {self.max_iter} "
+                "updates, which over-fits shallow data; the selection typically stops after 20-80)."
+            )
+            raise InputError(msg)
+        if X.nnz and float(X.data.max()) > 2.0**53:
+            msg = (
+                f"X holds a value of {float(X.data.max()):.3g}, beyond what a count can be (2^53): pass raw "
+                "counts, or fix n_latent, smooth and smooth_steps to skip the selection."
+            )
+            raise InputError(msg)
+
     def _check_values(self) -> None:
         super()._check_values()
         self._check_params(2**62, 2**62)  # every check but those against the data's shape
@@ -833,6 +865,8 @@ class SpotfillModel(BaseImputer):
         rows: list[dict] = []
         tile: np.ndarray | None = None
         if len(ranks) > 1 or len(smooths) > 1:
+            # every stored value, not only the tile's: whether X is accepted must not depend on the seed
+            self._check_thinnable(X)
             Xs, tune_operator = X, operator
             if self.max_spots_tune is not None and n > self.max_spots_tune:
                 # tune on contiguous patches of the tissue: the selection costs O(max_spots_tune), not O(n)
@@ -841,23 +875,6 @@ class SpotfillModel(BaseImputer):
                 tune_operator = operators(sp.csr_matrix(graph)[tile][:, tile])
 
                 logger.info("spotfill selection on %d of %d spots (contiguous patches)", len(tile), n)
-            n_frac, first = non_integer(Xs.data)  # what the selection thins (the tile when tiled)
-            if n_frac:
-                msg = (
-                    f"SpotfillModel selects its settings on a binomial thinning of the counts, which needs integer "
-                    f"counts, but X has {n_frac} non-integer values (e.g. {first:g}). Pass raw counts (a "
-                    "counts layer: layer=..., --layer). Only for non-integer expected counts (e.g. ambient-"
-                    "corrected), never for normalised or log values, fix n_latent, smooth and smooth_steps to skip "
-                    f"the selection, and max_iter (without the selection the fit takes up to {self.max_iter} "
-                    "updates, which over-fits shallow data; the selection typically stops after 20-80)."
-                )
-                raise InputError(msg)
-            if Xs.nnz and float(Xs.data.max()) > 2.0**53:
-                msg = (
-                    f"X holds a value of {float(Xs.data.max()):.3g}, beyond what a count can be (2^53): pass raw "
-                    "counts, or fix n_latent, smooth and smooth_steps to skip the selection."
-                )
-                raise InputError(msg)
             Xa = Xs.copy()
             Xa.data = rng.binomial(Xs.data.astype(np.int64), 1.0 - self.eps).astype(np.float64)
             Xb = (Xs - Xa).tocsr()
