@@ -264,7 +264,7 @@ def test_benchmark_reads_a_count_table_with_coords(h5ad, tmp_path, capsys):
     assert list(nll.method) == ["raw", "spatial_knn"]
     assert (nll.status == "ok").all()
     np.testing.assert_allclose(nll.value, from_h5ad[from_h5ad.metric == "nll"].value, rtol=1e-12)
-    assert set(from_table.dataset) == {"counts.csv"}
+    assert set(from_table.dataset) == {"counts"}
     capsys.readouterr()
     # the coordinates belong to one table, and they are an input the results may not replace
     two = [str(table), str(h5ad), "--coords", str(coords)]
@@ -326,8 +326,8 @@ def test_benchmark_and_report_take_a_counts_layer_and_a_table_with_coords(h5ad, 
     report_args = ["--data", str(table), "--coords", str(coords), "--out", str(tmp_path / "r.html")]
     assert main(["report", str(tmp_path / "h.csv"), *report_args]) == 0
     text = (tmp_path / "r.html").read_text()
-    assert "Data: counts.csv (30 spots x 6 genes)" in text
-    assert "counts.csv is not a dataset of the results table above" in text  # the results are of in.h5ad
+    assert "Data: counts (30 spots x 6 genes)" in text
+    assert "counts is not a dataset of the results table above" in text  # the results are of in.h5ad
     capsys.readouterr()
 
 
@@ -400,3 +400,35 @@ def test_impute_coord_type_keeps_the_stored_graph_sections(h5ad, tmp_path):
     res = ad.read_h5ad(out)
     assert res.uns["spatial_neighbors"]["params"]["library_key"] == "lib"  # rebuilt per section, as stored
     assert res.uns["imputed_spatial_knn"]["library_key"] == "lib"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    """A scheduler's time limit (SIGTERM) mid-write: exit 143, one line, and no hidden temporary file."""
+    import os
+    import signal
+    import time
+
+    from spotfill import cli
+    from spotfill._files import atomic_path
+
+    def writes_then_is_terminated(args):
+        with atomic_path(tmp_path / "out.csv") as tmp:
+            tmp.write_text("partial")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # interrupted by the handler
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "_cmd_methods", writes_then_is_terminated)
+    assert main(["methods"]) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err == "spotfill: terminated\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # restored for the caller
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_methods", interrupted)
+    assert main(["methods"]) == 130
+    assert capsys.readouterr().err == "spotfill: interrupted\n"

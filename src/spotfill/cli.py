@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -295,12 +297,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # SIGTERM (a scheduler's time limit, kill) ends the run as an exception, so that the atomic writes'
+    # clean-up runs and no temporary file is left behind; Python's default would exit on the spot
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings.catch_warnings():  # one line per warning, as the errors
             warnings.showwarning = _show_warning
             code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
+    except KeyboardInterrupt:
+        print("spotfill: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("spotfill: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # the reader went away (spotfill methods | head -1): nothing left to say
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
@@ -311,6 +324,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
         print(f"spotfill: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):  # noqa: N818 - named for what happened, as KeyboardInterrupt
+    """SIGTERM arrived while a command ran."""
+
+
+def _terminate(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise _Terminated
 
 
 if __name__ == "__main__":  # pragma: no cover

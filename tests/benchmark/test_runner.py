@@ -538,6 +538,10 @@ def test_datasets_that_would_share_a_name_are_refused(tmp_path):
     assert dataset_name(tmp_path / "sample1" / "outs") == "sample1"
     assert dataset_name("synthetic:10x5") == "synthetic:10x5"
     assert dataset_name(tmp_path / "x.h5ad") == "x"
+    assert dataset_name(tmp_path / "counts.csv") == "counts"  # as a table's name, like an .h5ad's
+    assert dataset_name(tmp_path / "B1.tsv.gz") == "B1"
+    assert dataset_name(tmp_path / "chip.gem.gz") == "chip"
+    assert dataset_name(tmp_path / ".csv") == ".csv"
 
 
 def test_in_process_warm_up_does_not_warn_about_its_own_data():

@@ -151,3 +151,33 @@ def test_slide_seq_bead_locations(tmp_path):
     adata = read(path, transpose=True, coords=beads)
     np.testing.assert_array_equal(adata.X.toarray(), COUNTS)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[10.5, 3.0], [11.0, 4.5], [12.0, 3.5]])
+
+
+def test_names_that_pandas_reads_as_missing_stay_names(tmp_path):
+    """R and Excel write genes and spots such as NA or NULL as text: they are names, not missing values."""
+    counts = tmp_path / "na.csv"
+    counts.write_text(",G1,NA,None\nNA,1,0,2\nNULL,0,3,NA\ns3,4,0,1\n")
+    coords = tmp_path / "xy.csv"
+    coords.write_text("spot,x,y\nNA,0.5,1.0\nNULL,1.5,1.0\ns3,0.5,2.0\n")
+    with pytest.raises(spotfill.InputError, match="NaN"):  # a value written NA is still missing
+        read(counts, coords=coords)
+    counts.write_text(",G1,NA,None\nNA,1,0,2\nNULL,0,3,0\ns3,4,0,1\n")
+    a = read(counts, coords=coords)
+    assert list(a.obs_names) == ["NA", "NULL", "s3"]
+    assert list(a.var_names) == ["G1", "NA", "None"]
+    np.testing.assert_array_equal(a.X.toarray(), [[1, 0, 2], [0, 3, 0], [4, 0, 1]])
+    np.testing.assert_array_equal(a.obsm["spatial"], [[0.5, 1.0], [1.5, 1.0], [0.5, 2.0]])
+
+
+def test_a_truncated_compressed_table_is_a_clear_error(tmp_path):
+    import gzip
+
+    rng = np.random.default_rng(0)
+    lines = [",".join(["", *[f"G{j}" for j in range(200)]])]
+    lines += [",".join([f"s{i}", *map(str, rng.poisson(1.0, 200))]) for i in range(400)]
+    full = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(full[: len(full) // 2])  # a partial download
+    write_coords(tmp_path / "xy.csv")
+    with pytest.raises(spotfill.InputError, match="truncated or corrupt file"):
+        read(cut, coords=tmp_path / "xy.csv")

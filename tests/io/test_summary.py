@@ -142,3 +142,19 @@ def test_a_grid_warning_is_given_once():
         out = summarize(make(grid))
     assert len(record) == 1
     assert out["grid"] == "hexagonal (Visium-like)"
+
+
+def test_a_layer_with_nan_or_negative_values_is_described_not_crashed_on(no_graph):
+    a = make(SQUARE)
+    bad = a.X.toarray()
+    bad[0, 0] = np.nan
+    a.layers["bad"] = sp.csr_matrix(bad)
+    out = summarize(a, layer="bad")
+    assert out["counts"] == "1 NaN or infinite values (not counts: spotfill refuses them)"
+    assert np.isnan(out["total counts per spot (median)"]) or out["total counts per spot (median)"] >= 0
+    neg = a.X.toarray()
+    neg[:, 1] = -5.0  # every spot: the median total goes down by 5
+    a.layers["neg"] = sp.csr_matrix(neg)
+    out = summarize(a, layer="neg")
+    assert out["counts"] == f"{a.n_obs} negative values (not counts: spotfill refuses them)"
+    assert out["total counts per spot (median)"] == summarize(a)["total counts per spot (median)"] - 5

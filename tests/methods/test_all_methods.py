@@ -184,6 +184,8 @@ def test_nan_counts_and_bad_key_added(data):
         spotfill.impute(adata, "mean")
     with pytest.raises(spotfill.InputError, match="key_added must be a non-empty string"):
         spotfill.impute(data[0].copy(), "mean", key_added=3)
+    with pytest.raises(spotfill.InputError, match="contains '/'.*e.g. 'imputed_mean'"):
+        spotfill.impute(data[0].copy(), "mean", key_added="imputed/mean")  # an .h5ad group path
 
 
 def test_counts_that_are_not_a_matrix_are_refused():

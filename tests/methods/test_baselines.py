@@ -212,6 +212,7 @@ def test_flags_follow_parameters():
     [
         (SpatialKNN(n_neighs=5), {"coords": LINE}, "n_neighs"),
         (ExpressionKNN(n_neighs=0), {}, "n_neighs"),
+        (SpatialKNN(n_neighs=True), {"coords": LINE}, "n_neighs"),  # --param n_neighs=true reads as True
         (ExpressionKNN(n_neighs=2, n_comps=-1), {}, "n_comps"),
         (SpatialKNN(), {}, "coordinates"),
         (SpatialInterpolation(), {}, "coordinates"),

@@ -90,3 +90,15 @@ def test_params_api():
     assert repr(GeneMean()) == "GeneMean()"
     with pytest.raises(NotFittedError, match="not fitted"):
         SpatialKNN().transform()
+
+
+def test_none_from_the_command_line_is_the_option_none():
+    """``--param shrink=none`` and ``spotfill[shrink=none]`` arrive as None: for these options it means 'none'."""
+    from spotfill._params import parse_method_spec
+
+    name, params = parse_method_spec("spotfill[shrink=none]")
+    assert params == {"shrink": None}
+    assert make_method(name, **params).shrink == "none"
+    assert make_method("nmf", data_transform=None).data_transform == "none"
+    assert make_method("ae", data_transform=None).data_transform == "none"
+    assert make_method("interpolate", radius=None).radius is None  # a real None stays None

@@ -62,10 +62,14 @@ _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)$")
 
 
 # --- datasets ---------------------------------------------------------------------------------
+_DATA_SUFFIXES = (".h5ad", ".h5", ".csv", ".tsv", ".txt", ".gem")
+
+
 def dataset_name(data: object, index: int = 0) -> str:
     """Return the name of a benchmark dataset in the results.
 
-    The file name without ``.h5ad``, a Space Ranger ``outs`` folder's parent folder,
+    The file name without its data suffix (``.h5ad``, ``.h5``, ``.csv``, ``.tsv``, ``.txt``, ``.gem``,
+    each also with ``.gz``), a Space Ranger ``outs`` folder's parent folder,
     ``synthetic:...`` as given, or an AnnData's ``uns['dataset']['name']`` (``data<index>`` without
     one).
     """
@@ -83,7 +87,11 @@ def dataset_name(data: object, index: int = 0) -> str:
         return str(data)
     if path.name == "outs" and path.parent.name:  # every Space Ranger run writes an outs folder
         return path.parent.name
-    return path.name.removesuffix(".h5ad")
+    name = path.name.removesuffix(".gz")
+    for suffix in _DATA_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return path.name
 
 
 def load_dataset(

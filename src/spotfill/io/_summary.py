@@ -74,8 +74,16 @@ def summarize(
         nnz = int(X.count_nonzero()) if sp.issparse(X) else int(np.count_nonzero(np.asarray(X)))
         out["zeros"] = f"{1 - nnz / n_entries:.1%}"
         values = X.data if sp.issparse(X) else np.asarray(X)
-        integer = bool(np.all(np.isfinite(values))) and not non_integer(values)[0]
-        out["counts"] = "integers" if integer else "non-integer values (raw counts expected)"
+        n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        n_negative = int(np.count_nonzero(values < 0))
+        if n_bad:
+            out["counts"] = f"{n_bad} NaN or infinite values (not counts: spotfill refuses them)"
+        elif n_negative:
+            out["counts"] = f"{n_negative} negative values (not counts: spotfill refuses them)"
+        elif non_integer(values)[0]:
+            out["counts"] = "non-integer values (raw counts expected)"
+        else:
+            out["counts"] = "integers"
         totals = np.asarray(X.sum(axis=1)).ravel()
         out["total counts per spot (median)"] = _number(np.median(totals))
 
@@ -96,6 +104,8 @@ def summarize(
 
 def _number(value: float) -> int | float:
     value = float(value)
+    if not np.isfinite(value):
+        return value  # nan or inf, printed as such
     return int(value) if value == round(value) else round(value, 2)
 
 

@@ -12,6 +12,7 @@ import gzip
 import logging
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,19 @@ def sniff_sep(path: Path) -> str:
     return sep
 
 
+# pandas' missing-value strings, for the values of a count table only
+_NA_VALUES = ["", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>"]
+# what a truncated or corrupt (compressed) file raises while pandas reads it
+_BROKEN_FILE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
+
+
+def _broken(path: Path, err: BaseException) -> str:
+    return (
+        f"cannot read {path} to the end ({type(err).__name__}: {err}): a truncated or corrupt file? copy or download "
+        "it again."
+    )
+
+
 def _header(path: Path, sep: str) -> list[str]:
     line = first_line(path)
     if not line:
@@ -121,6 +135,9 @@ def read_count_matrix(
             skiprows=1,
             index_col=0,
             dtype={0: str},
+            # names are text ("NA", "None" are genes and spots too); only the values may be missing
+            keep_default_na=False,
+            na_values=dict.fromkeys(range(1, n_fields + 1), _NA_VALUES),
             chunksize=chunksize,
             low_memory=False,
         )
@@ -142,6 +159,8 @@ def read_count_matrix(
     except pd.errors.ParserError as err:
         msg = f"cannot parse {path} as a delimited table ({err}): check the delimiter and the number of fields per row."
         raise InputError(msg) from None
+    except _BROKEN_FILE as err:
+        raise InputError(_broken(path, err)) from None
     n_cols = blocks[0].shape[1] if blocks else max(n_fields - 1, 0)
     if len(header) == n_cols + 1:
         col_names = header[1:]
@@ -196,10 +215,13 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         raise InputError(msg)
     sep = sniff_sep(coords)
     try:
-        table = pd.read_csv(coords, sep=sep, index_col=0, dtype={0: str}, encoding="utf-8-sig")
+        # no missing-value strings: a spot may be named "NA"; missing x or y are then non-numeric
+        table = pd.read_csv(coords, sep=sep, index_col=0, dtype={0: str}, encoding="utf-8-sig", keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
         msg = f"cannot read coordinates from {coords} ({err}): expected a CSV/TSV with columns spot, x, y."
         raise InputError(msg) from None
+    except _BROKEN_FILE as err:
+        raise InputError(_broken(coords, err)) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
     if "x" not in table.columns and "y" not in table.columns and {"xcoord", "ycoord"} <= set(table.columns):
         table = table.rename(columns={"xcoord": "x", "ycoord": "y"})  # Slide-seq's BeadLocationsForR.csv

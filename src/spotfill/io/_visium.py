@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .._errors import InputError
@@ -150,6 +151,8 @@ def _read_matrix(path: Path, options: dict[str, object]) -> AnnData:
             msg = f"cannot read the 10x matrix {path} ({err}): is it a complete Space Ranger output?"
             raise InputError(msg) from None
         adata.var_names_make_unique()
+    # the mtx reader returns CSC (it transposes the genes x barcodes file); spots are rows everywhere
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     return adata
 
 

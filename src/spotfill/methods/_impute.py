@@ -226,6 +226,12 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
     if not isinstance(key, str) or not key:
         msg = f"key_added must be a non-empty string (the output's name), got {key!r}."
         raise InputError(msg)
+    if "/" in key:
+        msg = (
+            f"key_added={key!r} contains '/', which .h5ad files read as a group path (the written file could not "
+            f"be read back); choose a name without '/', e.g. {key.replace('/', '_')!r}."
+        )
+        raise InputError(msg)
     if key == layer:
         msg = f"key_added={key!r} is the input layer: the result would overwrite the counts; choose another key_added."
         raise InputError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,9 @@ def make_method(name: str, **params: Any) -> BaseImputer:
     """Build the estimator registered as ``name``; ``params`` override the preset's parameters.
 
     Parameters that the estimator does not take raise a clear error, except ``seed`` and ``device``,
-    which are passed only to estimators that accept them.
+    which are passed only to estimators that accept them. ``None`` for a parameter whose options
+    include ``"none"`` but not ``None`` (``shrink``, ``data_transform``) is that option: the command
+    line's ``--param shrink=none`` arrives as ``None``.
     """
     spec = get_method(name)
     valid = set(spec.cls._param_names())
@@ -77,9 +80,29 @@ def make_method(name: str, **params: Any) -> BaseImputer:
         if key in params and key not in valid:
             params.pop(key)
     kwargs.update(params)
+    for key in _none_options(spec.cls):
+        if key in kwargs and kwargs[key] is None:
+            kwargs[key] = "none"
     est = spec.cls.__new__(spec.cls)
     BaseImputer.set_params(est, **{k: v for k, v in kwargs.items() if k not in valid})  # raises on unknown
     return spec.cls(**kwargs)
+
+
+def _none_options(cls: type[BaseImputer]) -> list[str]:
+    """Parameters that take the option ``"none"`` but not ``None``.
+
+    The command line and ``name[key=value]`` specs read ``none`` as ``None`` (``radius=none``); for
+    these parameters (``shrink``, ``data_transform``) the only meaning it can have is ``"none"``.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - an annotation that cannot be evaluated: no such parameters
+        return []
+    return [
+        name
+        for name, hint in hints.items()
+        if typing.get_origin(hint) is typing.Literal and "none" in typing.get_args(hint)
+    ]
 
 
 def list_methods() -> pd.DataFrame:

@@ -122,7 +122,7 @@ def _neighbour_matrix(neighbours: np.ndarray, *, include_self: bool) -> sp.csr_m
 
 
 def _check_n_neighs(n_neighs: int, n_obs: int) -> int:
-    if not (isinstance(n_neighs, int | np.integer) and 1 <= n_neighs < n_obs):
+    if not (is_int(n_neighs) and 1 <= n_neighs < n_obs):  # bool is not a count of neighbours
         msg = f"n_neighs must be an integer between 1 and n_spots - 1 = {n_obs - 1}, got {n_neighs!r}."
         raise InputError(msg)
     return int(n_neighs)
