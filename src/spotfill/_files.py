@@ -63,6 +63,10 @@ def check_file_target(target: Path, *, endings: str, make_folder: bool = False) 
     if target.is_dir():
         msg = f"cannot write {target}: it is a folder; give a file name ending in {endings}."
         raise InputError(msg)
+    blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        msg = f"cannot write {target}: {blocker} is a file, not a folder; choose another output path."
+        raise InputError(msg)
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
     elif not target.parent.is_dir():

@@ -139,6 +139,9 @@ def test_bad_targets(tmp_path, adata):
         write(adata, tmp_path / "x.xlsx")
     with pytest.raises(InputError, match="the folder .*nope does not exist; create it first"):
         write(adata, tmp_path / "nope" / "x.h5ad")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match=r"afile is a file, not a folder"):
+        write(adata, tmp_path / "afile" / "sub" / "x.h5ad")
     with pytest.raises(InputError, match=r"layer= \(--export-layer\) selects the matrix of a .csv/.tsv export"):
         write(adata, tmp_path / "x.h5ad", layer="imputed")
     (tmp_path / "d.h5ad").mkdir()
