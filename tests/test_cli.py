@@ -426,6 +426,15 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path, monkeypatch, 
     assert capsys.readouterr().err == "spotfill: terminated\n"
     assert signal.getsignal(signal.SIGTERM) is before  # restored for the caller
 
+    def benchmark_worker_stopped(args):  # the benchmark's handler, which replaces ours while a worker runs
+        from spotfill._errors import Stopped
+
+        raise Stopped(128 + signal.SIGHUP)
+
+    monkeypatch.setattr(cli, "_cmd_methods", benchmark_worker_stopped)
+    assert main(["methods"]) == 128 + signal.SIGHUP
+    assert capsys.readouterr().err == "spotfill: terminated\n"
+
     def interrupted(args):
         raise KeyboardInterrupt
 

@@ -31,3 +31,10 @@ class SpotfillWarning(UserWarning):
     Issued with :func:`warnings.warn`, so it shows by default (as anndata's and scikit-learn's data
     warnings do) and can be filtered: ``warnings.filterwarnings("ignore", category=SpotfillWarning)``.
     """
+
+
+class Stopped(SystemExit):
+    """The process was asked to stop (SIGTERM, SIGHUP) while a benchmark worker ran; the code is 128 + signal.
+
+    A :class:`SystemExit`, so a script stops quietly; the command line prints one line for it.
+    """

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import SpotfillError
+from ._errors import SpotfillError, Stopped
 from ._params import parse_params, split_top_level
 from ._version import __version__
 
@@ -297,11 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    # SIGTERM (a scheduler's time limit, kill) ends the run as an exception, so that the atomic writes'
-    # clean-up runs and no temporary file is left behind; Python's default would exit on the spot
-    previous = None
+    # SIGTERM and SIGHUP end the run as an exception, so that the atomic writes' clean-up runs and no
+    # temporary file is left behind; Python's default would exit on the spot
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        for sig in _STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, _terminate)
     try:
         with warnings.catch_warnings():  # one line per warning, as the errors
             warnings.showwarning = _show_warning
@@ -311,9 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spotfill: interrupted", file=sys.stderr)
         return 130
-    except _Terminated:
+    except (_Terminated, Stopped) as err:  # Stopped: the benchmark's own handler, while a worker runs
         print("spotfill: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return int(err.code) if isinstance(err, Stopped) else 128 + err.signum
     except BrokenPipeError:  # the reader went away (spotfill methods | head -1): nothing left to say
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
@@ -325,16 +326,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spotfill: error: {msg}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# a scheduler's time limit or kill (SIGTERM), a closed terminal (SIGHUP)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class _Terminated(BaseException):  # noqa: N818 - named for what happened, as KeyboardInterrupt
-    """SIGTERM arrived while a command ran."""
+    """SIGTERM or SIGHUP arrived while a command ran (a BaseException: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _terminate(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
-    raise _Terminated
+    raise _Terminated(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,6 +54,10 @@ EXTERNAL = textwrap.dedent(
         block = np.ones(25_000_000)  # 200 MB, touched
         return X * float(block[::1000].sum() > 0)
 
+    def allocates_100_mb_in_pieces(X, coords):
+        pieces = [np.ones(8_000) for _ in range(1_600)]  # 64 kB each: the heap, not their own mappings
+        return X * float(sum(p[0] for p in pieces) > 0)
+
     def exits(X, coords):
         raise SystemExit(3)
 
@@ -581,7 +585,9 @@ def test_a_peer_that_cannot_run_is_skipped_with_a_warning(monkeypatch):
     from spotfill import SpotfillWarning
     from spotfill.benchmark import peers
 
-    monkeypatch.setattr(peers, "available_peers", lambda: {name: name != "magic" for name in peers.PEERS})
+    monkeypatch.setattr(
+        peers, "unavailable_reason", lambda name: peers.missing_message(name) if name == "magic" else None
+    )
     with pytest.warns(SpotfillWarning, match=r"method 'magic\[knn=3\]' is skipped: MAGIC \(magic-impute\) is not"):
         df = run_benchmark(
             [_adata()],
@@ -636,3 +642,30 @@ def test_p2_on_non_integer_counts_is_skipped_and_the_run_goes_on(tmp_path):
     assert p2["error"].str.contains("integer").all()
     assert (df.loc[df["protocol"] == "p1", "status"] == "ok").all()
     assert len(pd.read_csv(out)) == len(df)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resident high-water mark reset is Linux only")
+def test_in_process_memory_counts_heap_an_earlier_call_freed(ext):
+    """The second seed reuses the heap the first one freed: it must be measured as the same 100 MB."""
+    df = run_benchmark(
+        [_adata()],
+        protocols=["p5"],
+        methods=[f"{ext}:allocates_100_mb_in_pieces"],
+        seeds=[0, 1, 2],
+        isolate=False,
+        progress=False,
+    )
+    v = df.pivot_table(index="seed", columns="metric", values="value")
+    added = v["peak_mb"] - v["base_mb"]
+    assert (added > 80).all(), added.tolist()
+    assert (added < 160).all(), added.tolist()
+
+
+def test_a_peer_interpreter_that_cannot_start_is_named_in_the_skip(monkeypatch, tmp_path):
+    from spotfill import SpotfillWarning
+
+    monkeypatch.delenv("SPOTFILL_PEER_PYTHON", raising=False)
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_HALRA", str(tmp_path / "typo" / "python"))
+    with pytest.warns(SpotfillWarning, match=r"cannot start the HALRA interpreter .*fix SPOTFILL_PEER_PYTHON_HALRA"):
+        df = run_benchmark([_adata()], protocols=["p2"], methods=["halra"], isolate=False, progress=False)
+    assert set(df["status"]) == {"skipped"}

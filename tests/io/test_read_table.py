@@ -181,3 +181,12 @@ def test_a_truncated_compressed_table_is_a_clear_error(tmp_path):
     write_coords(tmp_path / "xy.csv")
     with pytest.raises(spotfill.InputError, match="truncated or corrupt file"):
         read(cut, coords=tmp_path / "xy.csv")
+
+
+def test_a_table_that_is_not_utf8_says_so(tmp_path):
+    counts = tmp_path / "latin1.csv"
+    rows = [",G1,G2"] + [f"s{i},1,2" for i in range(3000)] + ["s\xe9,1,2"]  # a Latin-1 name after pandas' buffer
+    counts.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    write_coords(tmp_path / "xy.csv")
+    with pytest.raises(spotfill.InputError, match="is not UTF-8 text .*save it again as UTF-8"):
+        read(counts, coords=tmp_path / "xy.csv")

@@ -213,3 +213,12 @@ def test_results_may_be_rewritten_next_to_a_space_ranger_input_but_not_over_it(t
     with pytest.raises(InputError, match="one of the input files"):
         run_benchmark([outs], methods=["raw"], protocols=["p2"], out=positions, progress=False, isolate=False)
     assert positions.read_bytes() == before
+
+
+def test_a_truncated_matrix_download_is_a_clear_error(tmp_path):
+    outs = make_outs(tmp_path / "outs", matrix="mtx", header=True)
+    mtx = outs / "filtered_feature_bc_matrix" / "matrix.mtx.gz"
+    data = mtx.read_bytes()
+    mtx.write_bytes(data[: len(data) - 12])  # the gzip trailer and some data missing
+    with pytest.raises(spotfill.InputError, match="truncated or corrupt file"):
+        read(outs)

@@ -161,8 +161,9 @@ def resolve_method(name: str) -> BenchMethod:
 def unavailable_peers(names: Sequence[str]) -> dict[str, str]:
     """Return ``{name: reason}`` for the methods among ``names`` that are peer tools which cannot run.
 
-    A peer cannot run when its package is importable neither here nor in the interpreter named for it
-    (:func:`spotfill.benchmark.peers.available_peers`); the reason says what to install. Names are
+    A peer cannot run when its package is importable neither here nor in the interpreter named for it,
+    or that interpreter cannot be started (:func:`spotfill.benchmark.peers.unavailable_reason`); the
+    reason says what to install or which variable to fix. Names are
     resolved as :func:`resolve_method` does, so a registered method or control is never a peer.
     """
     from ..methods import get_method
@@ -179,8 +180,8 @@ def unavailable_peers(names: Sequence[str]) -> dict[str, str]:
     if not peer_of:
         return {}
     peers = importlib.import_module("spotfill.benchmark.peers")
-    can_run = peers.available_peers()
-    return {spec: peers.missing_message(base) for spec, base in peer_of.items() if not can_run.get(base, True)}
+    reasons = {base: peers.unavailable_reason(base) for base in set(peer_of.values()) if base in peers.PEERS}
+    return {spec: reasons[base] for spec, base in peer_of.items() if reasons.get(base) is not None}
 
 
 def check_prediction(P, shape: tuple[int, int], name: str) -> np.ndarray | sp.csr_matrix:

@@ -12,7 +12,9 @@ resetting its high-water mark, :func:`_reset_peak_rss`; elsewhere memory is not 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import gc
 import json
 import logging
 import os
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError, SpotfillWarning, UnknownMethodError
+from .._errors import InputError, SpotfillWarning, Stopped, UnknownMethodError
 from .._files import check_output_file, write_csv
 from .._logging import progress as _progress
 from .._logging import warn
@@ -263,6 +265,11 @@ def _reset_peak_rss() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
+    # memory an earlier call freed stays resident in the allocator's heap, and the next call would
+    # reuse it without raising the mark: hand it back to the system first
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)  # glibc
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
             fh.write("5")
@@ -300,12 +307,8 @@ def _child_main(inp: str, out: str) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta))
 
 
-class _Stopped(SystemExit):
-    """Raised when this process is asked to stop (SIGTERM, SIGHUP) while a worker runs."""
-
-
 def _stop(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
-    raise _Stopped(128 + signum)
+    raise Stopped(128 + signum)
 
 
 def _kill_group(pgid: int) -> None:

@@ -60,6 +60,7 @@ __all__ = [
     "run_scvi",
     "run_smoother",
     "run_stagate",
+    "unavailable_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,20 +110,34 @@ def available_peers() -> dict[str, bool]:
     -------
     ``{name: available}`` for the five peers, in the order of :data:`PEERS`.
     """
-    out: dict[str, bool] = {}
-    for name, (_, _, module) in PEER_PACKAGES.items():
-        python = peer_python(name)  # type: ignore[arg-type]
-        if python is None:
-            out[name] = importlib.util.find_spec(module) is not None
-            continue
-        code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
-        try:
-            res = subprocess.run([python, "-c", code], capture_output=True, timeout=60, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            out[name] = False
-        else:
-            out[name] = res.returncode == 0
-    return out
+    return {name: unavailable_reason(name) is None for name in PEER_PACKAGES}  # type: ignore[arg-type]
+
+
+def unavailable_reason(name: PeerName) -> str | None:
+    """Say why peer ``name`` cannot run, or return ``None`` when it can (see :func:`available_peers`).
+
+    The reason names the fix: the package to install, or the environment variable whose interpreter
+    cannot be started or lacks the tool.
+    """
+    _check_name(name)
+    display, _, module = PEER_PACKAGES[name]
+    python = peer_python(name)
+    if python is None:
+        return None if importlib.util.find_spec(module) is not None else missing_message(name)
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        res = subprocess.run([python, "-c", code], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"cannot start the {display} interpreter {python!r} ({err}): fix {_python_variable(name)}."
+    if res.returncode != 0:
+        return f"{missing_message(name)} (checked in {python})"
+    return None
+
+
+def _python_variable(name: str) -> str:
+    """Return the environment variable naming peer ``name``'s interpreter (its own wins over the shared one)."""
+    own = f"{_ENV_PREFIX}_{name.upper()}"
+    return own if os.environ.get(own, "").strip() else _ENV_PREFIX
 
 
 def _check_name(name: str) -> None:
@@ -514,7 +529,7 @@ def _run_in_worker(python: str, name: str, M: sp.csr_matrix, C: np.ndarray, opti
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         except OSError as err:
-            msg = f"cannot start the {display} interpreter {python!r} ({err}): fix {_ENV_PREFIX}_{name.upper()}."
+            msg = f"cannot start the {display} interpreter {python!r} ({err}): fix {_python_variable(name)}."
             raise InputError(msg) from err
         if res.stderr.strip():
             logger.debug("%s worker stderr:\n%s", display, res.stderr.strip())

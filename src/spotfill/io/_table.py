@@ -82,10 +82,13 @@ def sniff_sep(path: Path) -> str:
 # pandas' missing-value strings, for the values of a count table only
 _NA_VALUES = ["", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>"]
 # what a truncated or corrupt (compressed) file raises while pandas reads it
-_BROKEN_FILE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
+BROKEN_FILE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
 
 
-def _broken(path: Path, err: BaseException) -> str:
+def broken_file_message(path: Path, err: BaseException) -> str:
+    """Say that ``path`` could not be read to the end (``err`` one of :data:`BROKEN_FILE`), and what to do."""
+    if isinstance(err, UnicodeDecodeError):
+        return f"{path} is not UTF-8 text ({err}): save it again as UTF-8 (e.g. 'CSV UTF-8' in Excel)."
     return (
         f"cannot read {path} to the end ({type(err).__name__}: {err}): a truncated or corrupt file? copy or download "
         "it again."
@@ -159,8 +162,8 @@ def read_count_matrix(
     except pd.errors.ParserError as err:
         msg = f"cannot parse {path} as a delimited table ({err}): check the delimiter and the number of fields per row."
         raise InputError(msg) from None
-    except _BROKEN_FILE as err:
-        raise InputError(_broken(path, err)) from None
+    except BROKEN_FILE as err:
+        raise InputError(broken_file_message(path, err)) from None
     n_cols = blocks[0].shape[1] if blocks else max(n_fields - 1, 0)
     if len(header) == n_cols + 1:
         col_names = header[1:]
@@ -220,8 +223,8 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
         msg = f"cannot read coordinates from {coords} ({err}): expected a CSV/TSV with columns spot, x, y."
         raise InputError(msg) from None
-    except _BROKEN_FILE as err:
-        raise InputError(_broken(coords, err)) from None
+    except BROKEN_FILE as err:
+        raise InputError(broken_file_message(coords, err)) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
     if "x" not in table.columns and "y" not in table.columns and {"xcoord", "ycoord"} <= set(table.columns):
         table = table.rename(columns={"xcoord": "x", "ycoord": "y"})  # Slide-seq's BeadLocationsForR.csv

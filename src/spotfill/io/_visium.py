@@ -20,7 +20,7 @@ from anndata import AnnData
 
 from .._errors import InputError
 from .._logging import warn
-from ._table import first_line
+from ._table import BROKEN_FILE, broken_file_message, first_line
 
 __all__ = ["SpaceRangerFiles", "find_spaceranger", "read_visium"]
 
@@ -147,6 +147,8 @@ def _read_matrix(path: Path, options: dict[str, object]) -> AnnData:
                 adata = sc.read_10x_h5(path, **options)
             else:
                 adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=True, **options)
+        except BROKEN_FILE as err:  # a truncated matrix.mtx.gz (an interrupted download) among them
+            raise InputError(broken_file_message(path, err)) from None
         except (OSError, KeyError, ValueError) as err:
             msg = f"cannot read the 10x matrix {path} ({err}): is it a complete Space Ranger output?"
             raise InputError(msg) from None

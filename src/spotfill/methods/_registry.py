@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -92,17 +94,21 @@ def _none_options(cls: type[BaseImputer]) -> list[str]:
     """Parameters that take the option ``"none"`` but not ``None``.
 
     The command line and ``name[key=value]`` specs read ``none`` as ``None`` (``radius=none``); for
-    these parameters (``shrink``, ``data_transform``) the only meaning it can have is ``"none"``.
+    these parameters (``shrink``, ``data_transform``) the only meaning it can have is ``"none"``. Each
+    annotation is read on its own, so one that cannot be evaluated affects only its parameter.
     """
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 - an annotation that cannot be evaluated: no such parameters
-        return []
-    return [
-        name
-        for name, hint in hints.items()
-        if typing.get_origin(hint) is typing.Literal and "none" in typing.get_args(hint)
-    ]
+    namespace = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+    out = []
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        hint = param.annotation
+        if isinstance(hint, str):
+            try:
+                hint = eval(hint, dict(namespace))  # noqa: S307 - the class's own annotation text
+            except Exception:  # noqa: BLE001 - a name only imported for type checking: not such a parameter
+                continue
+        if typing.get_origin(hint) is typing.Literal and "none" in typing.get_args(hint):
+            out.append(name)
+    return out
 
 
 def list_methods() -> pd.DataFrame:
