@@ -571,7 +571,7 @@ def test_a_killed_calls_temporary_files_are_removed(ext, tmp_path, monkeypatch):
         methods=[f"{ext}:writes_a_temp_file_and_hangs"],
         isolate=True,
         progress=False,
-        timeout=8,
+        timeout=5,
     )
     assert df["error"].str.contains("over time").all()
     if not record.exists():
