@@ -53,11 +53,11 @@ logger = logging.getLogger(__name__)
 
 Protocol = Literal["p1", "p2", "p3", "p4", "p5"]
 
-#: Columns of the results table, in order.
 #: Seeds each protocol runs when ``run_benchmark(seeds=None)`` (BENCHMARK.md: P1 reports the mean and
 #: standard deviation over seeds 0, 1, 2; the issue's tables use seed 0 for the others).
 DEFAULT_SEEDS: dict[str, tuple[int, ...]] = {"p1": (0, 1, 2)}
 
+#: Columns of the results table, in order.
 COLUMNS = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
 
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)$")
