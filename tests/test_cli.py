@@ -441,3 +441,28 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path, monkeypatch, 
     monkeypatch.setattr(cli, "_cmd_methods", interrupted)
     assert main(["methods"]) == 130
     assert capsys.readouterr().err == "spotfill: interrupted\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_ignored_sighup_stays_ignored(monkeypatch):
+    """Under nohup SIGHUP is ignored: the command must not start ending on it."""
+    import signal
+
+    from spotfill import cli
+
+    seen = {}
+
+    def records(args):
+        seen["hup"] = signal.getsignal(signal.SIGHUP)
+        seen["term"] = signal.getsignal(signal.SIGTERM)
+        return 0
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        monkeypatch.setattr(cli, "_cmd_methods", records)
+        assert main(["methods"]) == 0
+        assert seen["hup"] is signal.SIG_IGN
+        assert seen["term"] is cli._terminate
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _STOP_SIGNALS:
-            previous[sig] = signal.signal(sig, _terminate)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup ignores SIGHUP: keep it ignored
+                previous[sig] = signal.signal(sig, _terminate)
     try:
         with warnings.catch_warnings():  # one line per warning, as the errors
             warnings.showwarning = _show_warning

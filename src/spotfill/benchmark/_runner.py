@@ -332,7 +332,8 @@ def _run_worker(
     handlers: dict[int, object] = {}
     if posix and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            handlers[sig] = signal.signal(sig, _stop)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # under nohup SIGHUP stays ignored
+                handlers[sig] = signal.signal(sig, _stop)
     # output to files, not pipes: a process the method leaves behind would hold a pipe open, and
     # reading it to the end would wait for that process
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
