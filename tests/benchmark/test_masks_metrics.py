@@ -199,3 +199,45 @@ def test_matrix_log_scores_equal_the_dense_scores_block_by_block():
     Q = P.copy()
     assert matrix_log_scores(sp.csr_matrix(Y), Q, overwrite_p=True)["rmse"] == pytest.approx(expected["rmse"])
     np.testing.assert_allclose(Q, np.log1p(P))  # the predictions' buffer now holds their log1p
+
+
+def test_exactly_n_zeros_are_all_returned_in_row_major_order_without_the_rng():
+    X = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 5, 0]], dtype=np.float32))
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    rows, cols = sample_zero_entries(X, 4, rng)
+    np.testing.assert_array_equal(rows, [0, 1, 1, 2])
+    np.testing.assert_array_equal(cols, [1, 0, 2, 2])
+    assert rng.bit_generator.state == state
+
+
+def test_zero_draws_are_distinct_across_rounds():
+    rng = np.random.default_rng(0)
+    dense = np.ones((100, 100), dtype=np.float32)
+    dense[rng.random((100, 100)) < 0.1] = 0
+    n_zero = int((dense == 0).sum())
+    rows, cols = sample_zero_entries(sp.csr_matrix(dense), n_zero - 10, np.random.default_rng(1))  # many rounds
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == n_zero - 10
+    assert np.all(dense[rows, cols] == 0)
+
+
+def test_an_explicit_zero_in_canonical_float32_csr_is_no_candidate():
+    X = sp.csr_matrix(
+        (np.array([1, 0, 2, 3], dtype=np.float32), np.array([0, 1, 2, 0]), np.array([0, 3, 4])), shape=(2, 3)
+    )
+    assert X.has_canonical_format  # read without a copy: the stored zero must still be dropped
+    m = p1_mask(X, frac=0.99, seed=0, n_zero_check=0)
+    assert m.values.size == 3
+    assert np.all(m.values > 0)
+
+
+def test_domain_embedding_is_the_pca_of_log1p_counts_per_10k():
+    from sklearn.decomposition import PCA
+
+    from spotfill.benchmark._metrics import domain_embedding
+
+    X = np.random.default_rng(0).poisson(3.0, size=(40, 15)).astype(np.float64)
+    ref = PCA(n_components=5, svd_solver="randomized", random_state=0).fit_transform(
+        np.log1p(X / X.sum(1, keepdims=True) * 1e4)
+    )
+    np.testing.assert_allclose(domain_embedding(X, n_comps=5), ref, rtol=1e-8, atol=1e-8)

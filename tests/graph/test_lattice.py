@@ -213,3 +213,11 @@ def test_errors():
         lattice_graph(r, c, lattice="triangle")
     with pytest.raises(InputError, match="same length"):
         lattice_graph(r, c[:-1])
+
+
+def test_five_percent_of_spots_off_the_hex_parity_is_no_grid():
+    r, c = np.mgrid[0:10, 0:20]
+    keep = (r + c) % 2 == 0
+    r, c = r[keep].ravel(), c[keep].ravel().copy()  # 100 hexagonal positions
+    c[:5] += 1  # 5 % off parity: beyond the tolerance of stray spots
+    assert detect_lattice(r, c) is None

@@ -251,3 +251,11 @@ def test_graph_as_nested_lists_and_a_graph_of_the_wrong_kind():
     np.testing.assert_array_equal(from_lists, from_csr)
     with pytest.raises(spotfill.InputError, match="graph must be a spots x spots matrix of edge weights, got str"):
         make_method("spatial_knn", use_graph=True).fit(X, graph="neighbours")
+
+
+def test_a_negative_graph_weight_is_refused_by_the_graph_methods():
+    X = np.random.default_rng(0).poisson(2.0, size=(9, 4)).astype(np.float32)
+    G = sp.csr_matrix(np.eye(9, k=1) + np.eye(9, k=-1))
+    G.data[0] = -1.0
+    with pytest.raises(spotfill.InputError, match="negative edge weights"):
+        make_method("spatial_knn", use_graph=True, n_neighs=2).fit(X, graph=G)

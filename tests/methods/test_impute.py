@@ -505,3 +505,30 @@ def test_interpolate_measures_each_section_in_its_own_spacing():
 def test_interpolate_options_are_checked_before_sections_are_placed(bad):
     with pytest.raises(InputError, match="must be a positive number"):
         impute(_stacked(), "interpolate", library_key="lib", **bad)
+
+
+def test_a_foreign_uns_entry_is_refused_as_key_added():
+    a = _adata()
+    a.uns["mine"] = {"note": "user data"}
+    with pytest.raises(InputError, match=r"overwrite adata\.uns\['mine'\]"):
+        impute(a, "mean", key_added="mine")
+    assert a.uns["mine"] == {"note": "user data"}
+    assert "mine" not in a.layers
+
+
+def test_no_section_warning_for_a_column_with_missing_values():
+    """A categorical column with an unlabelled spot is not a section column: no 'pass library_key' warning."""
+    import warnings
+
+    a = _adata()
+    lab = np.where(np.arange(a.n_obs) % 8 < 4, "A", "B").astype(object)
+    lab[0] = None
+    a.obs["half"] = pd.Categorical(lab)
+    spotfill.spatial_neighbors(a)
+    W = a.obsp["spatial_connectivities"].tocoo()
+    codes = a.obs["half"].cat.codes.to_numpy()
+    keep = (codes[W.row] == codes[W.col]) & (codes[W.row] >= 0)  # no edge between the halves
+    a.obsp["spatial_connectivities"] = sp.csr_matrix((W.data[keep], (W.row[keep], W.col[keep])), shape=W.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpotfillWarning)
+        impute(a, "spatial_knn", n_neighs=4)
