@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError, SpotfillError
-from .._validation import as_csr
+from .._validation import check_counts
 
 __all__ = [
     "PEERS",
@@ -195,19 +195,13 @@ def _quiet_tool(name: str) -> Iterator[None]:
 
 
 def _prepare(X: sp.spmatrix | np.ndarray, coords: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-    M = as_csr(X, dtype=np.float32)
+    M = check_counts(X, require_integer=False, name="the counts")  # NaN, inf or negative: refused
     C = np.asarray(coords, dtype=np.float64)
     if C.ndim != 2 or C.shape[0] != M.shape[0] or C.shape[1] < 2:
         msg = (
             f"coords has shape {C.shape} but the counts have {M.shape[0]} spots: pass one row of "
             "(x, y) per spot, in the order of the counts."
         )
-        raise InputError(msg)
-    if not np.isfinite(M.data).all():
-        msg = "the counts contain NaN or infinite values: the peers need raw counts."
-        raise InputError(msg)
-    if M.data.size and M.data.min() < 0:
-        msg = "the counts contain negative values: the peers need raw counts."
         raise InputError(msg)
     return M, C[:, :2]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from anndata import AnnData
 from .._errors import InputError
 from .._logging import logger
 from .._validation import is_int
-from ._table import make_anndata
+from ._table import BROKEN_FILE, broken_file_message, make_anndata
 
 __all__ = ["is_gem", "read_gem"]
 
@@ -47,9 +46,8 @@ def _header(path: Path) -> tuple[list[str], int]:
                 if text.startswith("#") or not text.strip():
                     continue
                 return text.split("\t"), n_before
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
-        msg = f"cannot read {path} as a GEM file ({err}): pass a tab-separated .gem or .gem.gz file."
-        raise InputError(msg) from None
+    except BROKEN_FILE as err:
+        raise InputError(broken_file_message(path, err)) from None
     msg = f"{path} has no column header: a GEM file needs the columns geneID, x, y and MIDCount."
     raise InputError(msg)
 
@@ -136,11 +134,10 @@ def read_gem(path: Path, *, bin_size: int = 50) -> AnnData:
                     merged_size = parts[0][0].size
     except InputError:
         raise
+    except BROKEN_FILE as err:  # before ValueError: a UnicodeDecodeError is one
+        raise InputError(broken_file_message(path, err)) from None
     except (ValueError, OverflowError, pd.errors.ParserError) as err:
         msg = f"cannot read {path} as a GEM file: {err}. x and y must be integers and {count_col} a number."
-        raise InputError(msg) from None
-    except (OSError, EOFError, zlib.error) as err:
-        msg = f"cannot read {path}: {err} (a truncated or corrupt file? copy it again)."
         raise InputError(msg) from None
     if not n_rows:
         msg = f"{path} holds no counts (only a header)."
