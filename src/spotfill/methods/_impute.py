@@ -322,12 +322,10 @@ def _separate_sections(
     if hasattr(est, "_spacing_of") and getattr(est, "spacing", 0) is None:
         # a method that measures distances in estimated spot spacings measures each section in its own:
         # separate slides are often imaged at different scales (pixels per micrometre)
-        from .baselines import _spot_spacing
-
         coords = coords.astype(np.float64, copy=True)
         for g in groups:
             try:
-                coords[g] /= _spot_spacing(coords[g])
+                coords[g] /= est._spacing_of(coords[g])
             except InputError as err:
                 msg = f"section {names[g[0]]!r} of obs[{library_key!r}]: {err}"
                 raise InputError(msg) from None
