@@ -224,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated gene names: predict only these, into obsm[key] (.h5ad) or the table; for large data",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="for methods that run on torch (default: auto, CUDA when present); CPU-only methods ignore it",
+    )
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output file")
     p.add_argument(
         "--export-layer", default=None, help="for a .csv/.tsv output: the layer to export (default: the result)"

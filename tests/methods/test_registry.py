@@ -6,7 +6,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import spotfill
-from spotfill._errors import InputError, SpotfillError, UnknownMethodError
+from spotfill._errors import InputError, SpotfillError, SpotfillWarning, UnknownMethodError
 from spotfill.methods import get_method, list_methods, make_method, register
 from spotfill.methods._registry import _REGISTRY
 from spotfill.methods.baselines import ExpressionKNN, GeneMean, SpatialInterpolation, SpatialKNN
@@ -45,7 +45,8 @@ def test_get_method_unknown():
 
 
 def test_make_method_params_seed_and_device():
-    est = make_method("knn", n_neighs=4, seed=7, device="cuda")  # device: not a knn parameter, dropped
+    with pytest.warns(SpotfillWarning, match=r"method 'knn' runs on the CPU only; device='cuda' is ignored\.$"):
+        est = make_method("knn", n_neighs=4, seed=7, device="cuda")  # device: not a knn parameter, dropped
     assert isinstance(est, ExpressionKNN)
     assert est.get_params() == {
         "n_neighs": 4,
@@ -56,6 +57,10 @@ def test_make_method_params_seed_and_device():
         "seed": 7,
     }
     assert isinstance(make_method("mean", seed=1), GeneMean)  # no seed parameter: dropped
+    for device in ("auto", "cpu", "CPU:0", None):  # the CPU, or no choice: dropped without a word
+        assert isinstance(make_method("mean", device=device), GeneMean)
+    with pytest.warns(SpotfillWarning, match="device='cuda:1' is ignored"):
+        make_method("mean", device="cuda:1")
     with pytest.raises(InputError, match="SpatialKNN has no parameter 'radius'"):
         make_method("spatial_knn", radius=2.0)
 

@@ -103,7 +103,9 @@ def impute(
     seed
         Random seed, passed to methods with random steps.
     device
-        ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``, for torch methods.
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``, for methods that run on torch
+        (the default model, the study's models). A method that runs only on the CPU ignores it, with a
+        :class:`~spotfill.SpotfillWarning` when a GPU was asked for.
     copy
         Return a modified copy instead of writing into ``adata``.
     **params

@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from .._errors import UnknownMethodError
+from .._errors import SpotfillWarning, UnknownMethodError
 from ._base import BaseImputer
 
 __all__ = ["MethodSpec", "get_method", "list_methods", "make_method", "register"]
@@ -71,7 +72,8 @@ def make_method(name: str, **params: Any) -> BaseImputer:
     """Build the estimator registered as ``name``; ``params`` override the preset's parameters.
 
     Parameters that the estimator does not take raise a clear error, except ``seed`` and ``device``,
-    which are passed only to estimators that accept them. ``None`` for a parameter whose options
+    which are passed only to estimators that accept them (a GPU ``device`` for a method that runs
+    only on the CPU is ignored with a :class:`~spotfill.SpotfillWarning`). ``None`` for a parameter whose options
     include ``"none"`` but not ``None`` (``shrink``, ``data_transform``) is that option: the command
     line's ``--param shrink=none`` arrives as ``None``.
     """
@@ -80,7 +82,10 @@ def make_method(name: str, **params: Any) -> BaseImputer:
     kwargs = dict(spec.preset)
     for key in ("seed", "device"):
         if key in params and key not in valid:
-            params.pop(key)
+            value = params.pop(key)
+            if key == "device" and _asks_for_gpu(value):
+                msg = f"method {spec.name!r} runs on the CPU only; device={value!r} is ignored."
+                warnings.warn(msg, SpotfillWarning, stacklevel=2)
     kwargs.update(params)
     for key in _none_options(spec.cls):
         if key in kwargs and kwargs[key] is None:
@@ -88,6 +93,14 @@ def make_method(name: str, **params: Any) -> BaseImputer:
     est = spec.cls.__new__(spec.cls)
     BaseImputer.set_params(est, **{k: v for k, v in kwargs.items() if k not in valid})  # raises on unknown
     return spec.cls(**kwargs)
+
+
+def _asks_for_gpu(device: Any) -> bool:
+    """Whether ``device`` names something other than the CPU (``"cuda"``, ``"cuda:1"``, a torch device)."""
+    if device is None:
+        return False
+    text = str(device).strip().lower()
+    return text not in ("auto", "cpu") and not text.startswith("cpu:")
 
 
 def _none_options(cls: type[BaseImputer]) -> list[str]:
