@@ -471,3 +471,33 @@ def test_an_ignored_sighup_stays_ignored(monkeypatch):
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_format_and_selection_options_read_what_detection_cannot(tmp_path, capsys):
+    # an ST table whose selection file (found beside it) belongs to another section, and a copy with an
+    # unknown suffix: --selection none and --format st read them with the array positions of the spot names
+    run = tmp_path / "run"
+    run.mkdir()
+    table = "\tGeneA\tGeneB\n10x13\t0\t6\n11x13\t2\t0\n12x15\t5\t1\n"
+    (run / "S1.tsv").write_text(table)
+    (run / "S1.dat").write_text(table)
+    (run / "S1_selection.tsv").write_text("x\ty\tnew_x\tnew_y\tpixel_x\tpixel_y\tselected\n1\t1\t1\t1\t5\t5\t1\n")
+    message = one_line_error(capsys, main(["info", str(run / "S1.tsv")]))
+    assert "is in the selection file" in message
+    assert message.endswith(
+        "or pass selection=False (--selection none) to use the array positions from the spot names."
+    )
+    assert main(["info", str(run / "S1.tsv"), "--selection", "none"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "format: st" in lines
+    assert "spots x genes: 3 x 2" in lines
+    assert "x range: 10 to 12" in lines
+    message = one_line_error(capsys, main(["info", str(run / "S1.dat")]))
+    assert message.startswith(f"spotfill: error: cannot detect the format of {run / 'S1.dat'}")
+    assert message.endswith("Pass format= (--format) to choose one.")
+    assert main(["info", str(run / "S1.dat"), "--format", "st"]) == 0
+    assert "spots x genes: 3 x 2" in capsys.readouterr().out.splitlines()
+    message = one_line_error(capsys, main(["info", str(run / "S1.dat"), "--format", "table", "--selection", "none"]))
+    assert (
+        message == "spotfill: error: selection= (--selection) applies to ST count tables only, not to format 'table'."
+    )

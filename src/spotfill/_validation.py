@@ -120,13 +120,13 @@ def check_counts(X, *, require_integer: bool = True, name: str = "X") -> sp.csr_
     if data.size and data.min() < 0:
         msg = (
             f"{name} contains negative values (min {data.min():g}): spotfill needs raw counts, "
-            "not centred, scaled or log-ratio data. Pass the raw counts (layer= to pick a layer)."
+            "not centred, scaled or log-ratio data. Pass the raw counts (layer=, --layer)."
         )
         raise InputError(msg)
     if require_integer and non_integer(data)[0]:
         msg = (
             f"{name} contains non-integer values: spotfill needs raw counts, not normalised or "
-            "log-transformed data. Pass the raw counts (layer= to pick a layer), or round them if they are "
+            "log-transformed data. Pass the raw counts (layer=, --layer), or round them if they are "
             "expected counts from another tool."
         )
         raise InputError(msg)

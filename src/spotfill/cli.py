@@ -32,6 +32,11 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["coords"] = args.coords
     if getattr(args, "bin_size", None) is not None:
         opts["bin_size"] = args.bin_size
+    if getattr(args, "format", "auto") != "auto":
+        opts["format"] = args.format
+    selection = getattr(args, "selection", None)
+    if selection is not None:
+        opts["selection"] = False if selection.strip().lower() == "none" else selection
     return opts
 
 
@@ -181,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--coords", help="generic tables: a CSV/TSV of spot coordinates (spot, x, y)")
         p.add_argument(
             "--bin-size", type=int, default=None, help="Stereo-seq GEM files: DNBs per side of a spot (default 50)"
+        )
+        p.add_argument(
+            "--format",
+            default="auto",
+            choices=["auto", "h5ad", "visium", "st", "table", "gem"],
+            help="the input's format (default: auto, detected from the name and, for tables, the spot names)",
+        )
+        p.add_argument(
+            "--selection",
+            default=None,
+            metavar="FILE|none",
+            help="ST count tables: the spot selection file (*_selection.tsv; default: found beside the table), "
+            "or none to use the array positions in the spot names",
         )
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")

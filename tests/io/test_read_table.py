@@ -121,7 +121,9 @@ def test_option_misuse(tmp_path):
     st.write_text("\tG\n1x2\t3\n")
     h5ad = tmp_path / "x.h5ad"
     ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(h5ad)
-    with pytest.raises(spotfill.InputError, match=r"transpose=True applies to count tables \(generic or ST\) only"):
+    with pytest.raises(
+        spotfill.InputError, match=r"transpose=True \(--transpose\) applies to count tables \(generic or ST\) only"
+    ):
         read(h5ad, transpose=True)
     with pytest.raises(spotfill.InputError, match="has no spot coordinates"):  # header "G": a generic table
         read(st, transpose=True)

@@ -57,7 +57,7 @@ def detect_format(
         if coords is None and looks_like_st(path, transpose=transpose):
             return "st"
         return "table"
-    msg = f"cannot detect the format of {path}; supported: {SUPPORTED}. Pass format= to choose one."
+    msg = f"cannot detect the format of {path}; supported: {SUPPORTED}. Pass format= (--format) to choose one."
     raise InputError(msg)
 
 
@@ -146,7 +146,7 @@ def read(
 
     if fmt == "h5ad":
         if not src.is_file():
-            msg = f"{src} is not a file: format='h5ad' needs an .h5ad file."
+            msg = f"{src} is not a file: format='h5ad' (--format h5ad) needs an .h5ad file."
             raise InputError(msg)
         adata = read_h5ad(src)
         if coords is not None:
@@ -182,13 +182,13 @@ def read(
 
 def _check_options(fmt: str, *, transpose: bool, coords: object, selection: object, options: dict[str, object]) -> None:
     if transpose and fmt not in ("table", "st"):
-        msg = f"transpose=True applies to count tables (generic or ST) only, not to format {fmt!r}."
+        msg = f"transpose=True (--transpose) applies to count tables (generic or ST) only, not to format {fmt!r}."
         raise InputError(msg)
     if coords is not None and fmt not in ("table", "h5ad"):
-        msg = f"coords= applies to generic tables and .h5ad files; format {fmt!r} brings its own positions."
+        msg = f"coords= (--coords) applies to generic tables and .h5ad files; format {fmt!r} brings its own positions."
         raise InputError(msg)
     if selection is not None and fmt != "st":
-        msg = f"selection= applies to ST count tables only, not to format {fmt!r}."
+        msg = f"selection= (--selection) applies to ST count tables only, not to format {fmt!r}."
         raise InputError(msg)
     unknown = sorted(set(options) - set(_OPTIONS[fmt]))
     if unknown:

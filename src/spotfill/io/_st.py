@@ -79,7 +79,10 @@ def find_selection(path: Path) -> Path | None:
 
 def _read_selection(selection: Path) -> pd.DataFrame:
     if not selection.exists():
-        msg = f"selection file {selection} does not exist: pass the ST spot file (*_selection.tsv) or selection=False."
+        msg = (
+            f"selection file {selection} does not exist: pass the ST spot file (*_selection.tsv) or "
+            "selection=False (--selection none)."
+        )
         raise InputError(msg)
     try:
         table = pd.read_csv(selection, sep=sniff_sep(selection))
@@ -109,7 +112,7 @@ def read_st(
         bad = [s for s in spots[:200] if parse_spot_names([s]) is None][:3]
         msg = (
             f"{path} is not an ST count table: spot names must look like 'XxY' (e.g. '10x13'), got {bad}. "
-            "For other tables use format='table' with coords=."
+            "For other tables use format='table' with coords= (--format table --coords FILE)."
         )
         raise InputError(msg)
     adata = make_anndata(X, spots, genes)
@@ -150,7 +153,7 @@ def read_st(
     if not keep.any():
         msg = (
             f"no spot of {path} is in the selection file {sel_path}: check that they belong to the same "
-            "section, or pass selection=False to use the array positions from the spot names."
+            "section, or pass selection=False (--selection none) to use the array positions from the spot names."
         )
         raise InputError(msg)
     if not keep.all():

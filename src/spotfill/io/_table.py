@@ -245,7 +245,7 @@ def attach_coords(adata: AnnData, coords: Path) -> AnnData:
         msg = (
             f"no spot of the count table is in {coords} (count table spots e.g. {adata.obs_names[:3].tolist()}, "
             f"coordinate spots e.g. {table.index[:3].tolist()}): both must use the same spot names "
-            "(use transpose=True if the table has genes in rows)."
+            "(use transpose=True, --transpose, if the table has genes in rows)."
         )
         raise InputError(msg)
     if not common.all():

@@ -81,7 +81,7 @@ def find_spaceranger(path: Path) -> SpaceRangerFiles | None:
             msg = (
                 f"{folder} has a feature-barcode matrix but no spatial/tissue_positions.csv (or "
                 "tissue_positions_list.csv): spotfill needs spot positions. Pass the Space Ranger folder with "
-                "its spatial/ sub-folder, or a table with format='table' and coords=."
+                "its spatial/ sub-folder, or a table with format='table' and coords= (--format table --coords FILE)."
             )
             raise InputError(msg)
         for binned in (folder / "binned_outputs", folder):

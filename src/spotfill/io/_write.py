@@ -180,7 +180,7 @@ def _write_table(adata: AnnData, target: Path, *, sep: str, layer: str | None) -
         )
         raise InputError(msg)
     if M is None:
-        msg = "adata.X is empty (None): pass layer= to export a layer."
+        msg = "adata.X is empty (None): pass layer= (--export-layer) to export a layer."
         raise InputError(msg)
     _check_table_size(adata.n_obs, adata.n_vars)
     values = M.data if sp.issparse(M) else np.asarray(M)

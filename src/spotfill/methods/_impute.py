@@ -362,7 +362,7 @@ def stored_library_key(adata: AnnData, connectivity_key: str = "spatial_connecti
     if stored not in adata.obs:
         warn(
             f"the spatial graph was built per section of obs[{stored!r}], which adata.obs no longer has: sections "
-            "are not used (pass library_key= to name another column)"
+            "are not used (pass library_key=, --library-key, to name another column)"
         )
         return None
     return stored
