@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         nargs="*",
         default=None,
-        help="datasets (any format spotfill reads; --coords, --transpose, --bin-size apply) for spatial maps, P1 "
+        help="datasets (any format spotfill reads; the read options below apply) for spatial maps, P1 "
         "and P4 panels",
     )
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
