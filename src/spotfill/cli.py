@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
-    p.add_argument("path")
+    p.add_argument("path", help="a dataset: .h5ad, Space Ranger folder, ST or count table, GEM file (see --format)")
     p.add_argument("--layer", default=None, help="describe this layer (e.g. raw counts) instead of X")
     add_read_options(p)
     p.set_defaults(func=_cmd_info)
@@ -211,8 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_methods)
 
     p = sub.add_parser("impute", help="impute a dataset and write an .h5ad (or a CSV of the result layer)")
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", help="a dataset: .h5ad, Space Ranger folder, ST or count table, GEM file (see --format)")
+    p.add_argument(
+        "output",
+        help=".h5ad (the data with the result in layers[KEY_ADDED]) or .csv/.tsv (the result as a spots x genes table)",
+    )
     p.add_argument("--method", default=None, help="method name (default: the recommended method)")
     p.add_argument(
         "--param",
@@ -241,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated gene names: predict only these, into obsm[key] (.h5ad) or the table; for large data",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the method's random steps (default 0)")
     p.add_argument(
         "--device",
         default="auto",
@@ -262,8 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
         "imputed layer) and OUT/mob_markers.png (four layer markers, raw and imputed), replacing earlier ones.",
     )
     p.add_argument("--out", default="spotfill_demo", help="output folder")
-    p.add_argument("--method", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default=None, help="method name (default: the recommended method)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("benchmark", help="score methods with the BENCHMARK.md protocols")
@@ -273,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=".h5ad files, other formats spotfill.read takes (a count table with --coords: one file), "
         "or 'synthetic:N_SPOTSxN_GENES'",
     )
-    p.add_argument("--protocol", default="p1", help="comma-separated: p1,p2,p3,p4,p5")
+    p.add_argument("--protocol", default="p1", help="comma-separated, of p1,p2,p3,p4,p5 (default: p1)")
     p.add_argument(
         "--methods",
         required=True,
@@ -288,8 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results.csv", help="results CSV (default: results.csv)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.add_argument("--in-process", action="store_true", help="run methods in this process (no memory isolation)")
-    p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per method call (recorded as failed)")
+    p.add_argument("--frac", type=float, default=0.1, help="P1: fraction of non-zero entries held out (default 0.1)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per method call, beyond which it is recorded as failed (default: none)",
+    )
     p.add_argument("--layer", default=None, help="the layer holding the raw counts (default X)")
     add_read_options(p)
     p.set_defaults(func=_cmd_benchmark)
@@ -300,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         nargs="*",
         default=None,
-        help="datasets (any format spotfill reads; the read options below apply) for spatial maps, P1 "
-        "and P4 panels",
+        help="datasets (any format spotfill reads; the read options below apply) for spatial maps, P1 and P4 panels",
     )
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
