@@ -62,3 +62,16 @@ def test_bundled_copy_matches_the_shared_file(mob, shared_h5ad):
     assert list(mob.var_names) == list(ref.var_names)
     np.testing.assert_array_equal(mob.obsm["spatial"], ref.obsm["spatial"])
     assert dict(mob.uns["dataset"]) == dict(ref.uns["dataset"])
+
+
+def test_bundled_file_uses_only_encodings_the_oldest_supported_anndata_reads():
+    # anndata < 0.12 has no reader for "null" elements (what write_elem stores for raw=None)
+    from importlib import resources
+
+    import h5py
+
+    encodings = set()
+    path = resources.files("spotfill.datasets").joinpath("data", "mob_st_rep11.h5ad")
+    with resources.as_file(path) as p, h5py.File(p, "r") as f:
+        f.visititems(lambda _, obj: encodings.add(obj.attrs.get("encoding-type")))
+    assert "null" not in encodings

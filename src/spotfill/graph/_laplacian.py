@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from .._errors import InputError
 from .._logging import logger
+from .._sparse import drop_diagonal
 
 __all__ = ["graph_laplacian", "neighbor_counts", "row_normalize"]
 
@@ -41,7 +42,7 @@ def graph_laplacian(W, *, normalized: bool = False) -> sp.csr_matrix:
     if A.nnz and A.data.min() < 0:
         msg = "graph weights must be non-negative for a Laplacian: build W with spotfill.spatial_neighbors."
         raise InputError(msg)
-    A.setdiag(0)
+    A = drop_diagonal(A)
     A.eliminate_zeros()
     if (A != A.T).nnz:
         logger.info("the graph is not symmetric (a directed neighbour graph): using (W + W.T) / 2")

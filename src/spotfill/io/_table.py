@@ -181,9 +181,14 @@ def read_count_matrix(
 
 
 def make_anndata(X: sp.csr_matrix, obs_names: pd.Index, var_names: pd.Index) -> AnnData:
-    """Build an AnnData without anndata's warning for repeated names (validation reports them instead)."""
+    """Build an AnnData without anndata's warning for repeated names (validation reports them instead).
+
+    An empty string index is no string index to anndata 0.10 with pandas 2.0 ("Transforming to str
+    index"): that warning is silenced too (the empty matrix is an error).
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*names are not unique.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Transforming to str index", category=UserWarning)
         adata = AnnData(
             X=X.astype(np.float32, copy=False),
             obs=pd.DataFrame(index=obs_names),

@@ -73,6 +73,7 @@ from scipy.special import gammaln
 
 from .._errors import InputError
 from .._logging import progress
+from .._sparse import drop_diagonal
 from .._validation import is_int, is_number, non_integer
 from ._base import BaseImputer, gene_indices
 from ._registry import register
@@ -257,8 +258,7 @@ def _adjacency(graph: sp.csr_matrix) -> sp.csr_matrix:
     overflow ``1 / row sum`` nor the row sum itself. Binary graphs and lattice rings (largest weight
     1) are unchanged.
     """
-    A = sp.csr_matrix(graph, dtype=np.float64, copy=True)
-    A.setdiag(0)
+    A = drop_diagonal(sp.csr_matrix(graph, dtype=np.float64))
     A.eliminate_zeros()
     A.data = np.abs(A.data)
     if A.nnz:

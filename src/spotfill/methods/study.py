@@ -49,6 +49,7 @@ import scipy.sparse as sp
 import torch
 
 from .._errors import InputError, SpotfillError
+from .._sparse import drop_diagonal
 from .._validation import is_int, is_number
 from ..nn import EntryBatch, GeneAE, GeneBatch, MatrixFactorization
 from ..train import TrainConfig, cpu_threads, load_mask, load_state, resolve_device, save_model, train
@@ -89,13 +90,11 @@ def ring_weights(graph: sp.spmatrix, alpha: float, beta: float) -> sp.csr_matrix
     The symmetric weight matrix ``alpha * A1 + beta * A2`` (CSR, float32, no diagonal).
     """
     A = sp.csr_matrix(graph, dtype=np.float32)
-    A = ((A + A.T) != 0).astype(np.float32).tocsr()
-    A.setdiag(0)
+    A = drop_diagonal(((A + A.T) != 0).astype(np.float32))
     A.eliminate_zeros()
     two = (A @ A).tocsr()
     two.data[:] = 1.0
-    two = two - two.multiply(A)
-    two.setdiag(0)
+    two = drop_diagonal(two - two.multiply(A))
     two.eliminate_zeros()
     W = (alpha * A + beta * two).tocsr().astype(np.float32)
     W.eliminate_zeros()
@@ -105,8 +104,7 @@ def ring_weights(graph: sp.spmatrix, alpha: float, beta: float) -> sp.csr_matrix
 
 def _symmetric(graph: sp.spmatrix) -> sp.csr_matrix:
     G = sp.csr_matrix(graph, dtype=np.float32)
-    G = G.maximum(G.T).tocsr()
-    G.setdiag(0)
+    G = drop_diagonal(G.maximum(G.T))
     G.eliminate_zeros()
     G.sort_indices()
     return G

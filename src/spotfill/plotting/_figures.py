@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .._normalise import spot_scale
+from .._sparse import drop_diagonal
 
 __all__ = [
     "bar_metrics",
@@ -84,9 +85,11 @@ def bar_metrics(summary: pd.DataFrame, metrics: Sequence[str], *, title: str = "
         ax = fig.add_subplot(nrows, ncols, k + 1)
         sub = summary[summary["metric"] == metric].set_index(["dataset", "method"])
         for j, method in enumerate(methods):
-            mean = [sub["mean"].get((d, method), np.nan) for d in datasets]
+            mean = np.array([sub["mean"].get((d, method), np.nan) for d in datasets], dtype=np.float64)
             sd = [sub["sd"].get((d, method), np.nan) for d in datasets]
-            ax.bar(x + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=np.nan_to_num(sd), label=method)
+            # no error bars without a finite mean (matplotlib 3.7 warns "All-NaN axis encountered")
+            yerr = np.nan_to_num(sd) if np.isfinite(mean).any() else None
+            ax.bar(x + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=yerr, label=method)
         ax.set_xticks(x, datasets, rotation=20, ha="right", fontsize=8)
         ax.set_title(metric)
     if methods:
@@ -168,8 +171,7 @@ def spatially_variable_genes(X: sp.csr_matrix, graph: sp.spmatrix, n: int = 3, *
     n_spots = X.shape[0]
     L = sp.csr_matrix(sp.diags(spot_scale(X)) @ X)
     L.data = np.log1p(L.data)
-    A = sp.csr_matrix(graph, dtype=np.float64)
-    A.setdiag(0)
+    A = drop_diagonal(sp.csr_matrix(graph, dtype=np.float64))
     A.eliminate_zeros()
     total = A.sum()
     mean = np.asarray(L.mean(axis=0)).ravel()
