@@ -123,3 +123,11 @@ def test_radius_matches_brute_force():
     expected = ((dist >= 0.05) & (dist <= 0.12)).astype(float)
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_array_equal(radius_graph(pts, radius=(0.05, 0.12)).toarray(), expected)
+
+
+def test_radius_pair_keeps_pairs_at_exactly_the_minimum_distance():
+    # spots at 0, 1, 3 on a line: distances 1, 2, 3; (min, max) = (1, 2) keeps both ends inclusive
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    W = radius_graph(coords, radius=(1.0, 2.0)).toarray()
+    np.testing.assert_array_equal(W, [[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(radius_graph(coords, radius=(2.0, 3.0)).toarray(), [[0, 0, 1], [0, 0, 1], [1, 1, 0]])

@@ -115,3 +115,14 @@ def test_gem_edge_cases(tmp_path):
     gz.write_bytes(gz.read_bytes()[:-20])  # an interrupted copy
     with pytest.raises(InputError, match="truncated or corrupt"):
         read(gz)
+
+
+def test_gem_grid_positions_count_from_the_first_occupied_bin(tmp_path):
+    path = tmp_path / "offset.gem"
+    # bin_size 50: x 120 and 170 are bins 2 and 3, y 260 and 310 bins 5 and 6
+    path.write_text("geneID\tx\ty\tMIDCount\nA\t120\t260\t1\nA\t170\t310\t2\n")
+    adata = read(path, bin_size=50)
+    assert adata.obs_names.tolist() == ["2_5", "3_6"]
+    assert adata.obs["array_col"].tolist() == [0, 1]
+    assert adata.obs["array_row"].tolist() == [0, 1]
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[125.0, 275.0], [175.0, 325.0]])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import spotfill
+from spotfill import InputError
 from spotfill.io import read
 
 # spots x genes; spot names are array positions "XxY"
@@ -151,3 +152,31 @@ def test_a_table_read_in_the_wrong_orientation_is_told_to_flip(tmp_path):
     spots_by_genes = write_table(tmp_path / "run" / "S1.tsv")
     with pytest.raises(spotfill.InputError, match=r"rows are ST spot positions .*read it without transpose=True"):
         read(spots_by_genes, transpose=True)
+
+
+TWO_SPOTS = "\tGeneA\tGeneB\n10x13\t0\t6\n11x13\t2\t0\n"
+
+
+TWO_SPOTS_SELECTION = (
+    "x\ty\tnew_x\tnew_y\tpixel_x\tpixel_y\tselected\n10\t13\t10\t13\t100.5\t200.0\t1\n11\t13\t11\t13\t150.0\t200.0\t1\n"
+)
+
+
+def test_selection_file_in_the_parent_folder_is_found(tmp_path):
+    (tmp_path / "run" / "counts").mkdir(parents=True)
+    path = tmp_path / "run" / "counts" / "S1.tsv"
+    path.write_text(TWO_SPOTS)
+    selection = tmp_path / "run" / "S1_selection.tsv"
+    selection.write_text(TWO_SPOTS_SELECTION)
+    adata = read(path)
+    assert adata.uns["spotfill_io"]["selection"] == str(selection.resolve())
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[100.5, 200.0], [150.0, 200.0]])
+
+
+def test_selection_listing_a_position_twice_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    path = tmp_path / "run" / "S1.tsv"
+    path.write_text(TWO_SPOTS)
+    (tmp_path / "run" / "S1_selection.tsv").write_text(TWO_SPOTS_SELECTION + "10\t13\t10\t13\t900.0\t900.0\t1\n")
+    with pytest.raises(InputError, match="twice"):
+        read(path)

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 import spotfill
-from spotfill import SpotfillWarning
-from spotfill.io import detect_format, read
+from spotfill import InputError, SpotfillWarning
+from spotfill.io import detect_format, read, write
 
 COUNTS = np.array([[1, 0, 2], [0, 3, 0], [4, 0, 1]])
 SPOTS = ["s1", "s2", "s3"]
@@ -192,3 +192,63 @@ def test_a_table_that_is_not_utf8_says_so(tmp_path):
     write_coords(tmp_path / "xy.csv")
     with pytest.raises(spotfill.InputError, match="is not UTF-8 text .*save it again as UTF-8"):
         read(counts, coords=tmp_path / "xy.csv")
+
+
+def _h5ad(path, uns=None):
+    adata = ad.AnnData(sp.csr_matrix(np.array([[1, 0], [2, 3]], dtype=np.float32)))
+    adata.obs_names = ["s1", "s2"]
+    adata.var_names = ["G1", "G2"]
+    adata.obsm["spatial"] = np.array([[0.0, 0.0], [1.0, 0.0]])
+    if uns is not None:
+        adata.uns["spotfill_io"] = uns
+    adata.write_h5ad(path)
+    return path
+
+
+def test_h5ad_read_records_itself_not_the_provenance_stored_in_it(tmp_path):
+    # an .h5ad written after reading a table keeps that table's uns['spotfill_io']; reading the .h5ad
+    # must describe the .h5ad, else write() protects the old table and not the file just read
+    old = tmp_path / "old_counts.csv"
+    old.write_text("x\n")
+    path = _h5ad(tmp_path / "data.h5ad", uns={"format": "table", "path": str(old)})
+    adata = read(path)
+    assert adata.uns["spotfill_io"] == {"format": "h5ad", "path": str(path.resolve())}
+    with pytest.raises(InputError, match="read from"):
+        write(adata, path, overwrite=True)
+    write(adata, old, overwrite=True)  # the old table is no input of this data
+
+
+def test_selection_is_refused_for_formats_other_than_st(tmp_path):
+    path = _h5ad(tmp_path / "data.h5ad")
+    with pytest.raises(InputError, match="applies to ST count tables only"):
+        read(path, selection=tmp_path / "x_selection.tsv")
+
+
+def test_one_column_tsv_without_separator_in_its_header_is_tab_separated(tmp_path):
+    # the header "G1" holds no delimiter: the .tsv suffix decides it (a comma would leave "s1\t4" one field)
+    path = tmp_path / "one_gene.tsv"
+    path.write_text("G1\ns1\t4\ns2\t0\n")
+    coords = tmp_path / "coords.csv"
+    coords.write_text("spot,x,y\ns1,0,0\ns2,1,0\n")
+    adata = read(path, coords=coords)
+    assert adata.var_names.tolist() == ["G1"]
+    assert adata.obs_names.tolist() == ["s1", "s2"]
+    np.testing.assert_array_equal(adata.X.toarray(), [[4], [0]])
+
+
+def test_coordinates_listing_a_spot_twice_are_refused(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text(",G1\ns1,1\ns2,2\n")
+    coords = tmp_path / "coords.csv"
+    coords.write_text("spot,x,y\ns1,0,0\ns2,1,0\ns1,5,5\n")
+    with pytest.raises(InputError, match="twice"):
+        read(counts, coords=coords)
+
+
+def test_coordinates_with_fractional_grid_positions_are_refused(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text(",G1\ns1,1\ns2,2\n")
+    coords = tmp_path / "coords.csv"
+    coords.write_text("spot,x,y,array_row,array_col\ns1,0,0,0,0\ns2,1,0,0.5,1\n")
+    with pytest.raises(InputError, match="whole numbers"):
+        read(counts, coords=coords)

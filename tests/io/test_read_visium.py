@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 import spotfill
 from spotfill import InputError, SpotfillWarning
-from spotfill.io import read
+from spotfill.io import read, write
 
 BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1", "AACC-1"]
 GENE_IDS = ["ENSG01", "ENSG02", "ENSG03"]
@@ -161,7 +161,6 @@ def test_parquet_positions_need_an_engine(tmp_path):
 
 
 def test_every_input_file_is_protected_from_overwriting(tmp_path):
-    from spotfill.io import write
 
     outs = make_outs(tmp_path / "outs", matrix="h5", header=True)
     positions = outs / "spatial" / "tissue_positions.csv"
@@ -198,7 +197,6 @@ def test_positions_with_a_byte_order_mark_and_options_of_the_other_matrix_kind(t
 
 def test_results_may_be_rewritten_next_to_a_space_ranger_input_but_not_over_it(tmp_path):
     from spotfill.benchmark import run_benchmark
-    from spotfill.io import write
 
     outs = make_outs(tmp_path / "outs", matrix="mtx", header=True)
     adata = read(outs)
@@ -222,3 +220,22 @@ def test_a_truncated_matrix_download_is_a_clear_error(tmp_path):
     mtx.write_bytes(data[: len(data) - 12])  # the gzip trailer and some data missing
     with pytest.raises(spotfill.InputError, match="truncated or corrupt file"):
         read(outs)
+
+
+def _write_legacy_mtx(folder: Path, counts: np.ndarray, barcodes: list[str]) -> None:
+    folder.mkdir(parents=True)
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(counts.T))  # genes x barcodes
+    (folder / "genes.tsv").write_text("ENSG01\tSox2\nENSG02\tGad1\n")
+    (folder / "barcodes.tsv").write_text("".join(f"{b}\n" for b in barcodes))
+
+
+def test_the_filtered_matrix_is_read_when_the_raw_one_is_there_too(tmp_path):
+    outs = tmp_path / "outs"
+    filtered = np.array([[1, 2], [3, 0]])
+    _write_legacy_mtx(outs / "filtered_feature_bc_matrix", filtered, ["AAAC-1", "AAAG-1"])
+    _write_legacy_mtx(outs / "raw_feature_bc_matrix", 10 * filtered, ["AAAC-1", "AAAG-1"])
+    (outs / "spatial").mkdir()
+    (outs / "spatial" / "tissue_positions_list.csv").write_text("AAAC-1,1,0,0,10,20\nAAAG-1,1,0,2,10,40\n")
+    adata = read(tmp_path)
+    assert Path(adata.uns["spotfill_io"]["matrix"]).name == "filtered_feature_bc_matrix"
+    np.testing.assert_array_equal(adata.X.toarray(), filtered)

@@ -158,3 +158,22 @@ def test_a_layer_with_nan_or_negative_values_is_described_not_crashed_on(no_grap
     out = summarize(a, layer="neg")
     assert out["counts"] == f"{a.n_obs} negative values (not counts: spotfill refuses them)"
     assert out["total counts per spot (median)"] == summarize(a)["total counts per spot (median)"] - 5
+
+
+def _labelled(n_labels: int) -> ad.AnnData:
+    n = 2 * n_labels
+    a = ad.AnnData(sp.csr_matrix(np.ones((n, 2), dtype=np.float32)))
+    a.obs_names = [f"s{i}" for i in range(n)]
+    a.obs["label"] = pd.Categorical([f"L{i // 2:02d}" for i in range(n)])
+    return a
+
+
+def test_exactly_twelve_labels_are_all_listed_without_a_more_entry():
+    text = summarize(_labelled(12))["labels"]
+    assert text.startswith("12 categories: L00 (2), ")
+    assert text.endswith("L11 (2)")
+    assert "more" not in text
+
+
+def test_thirteen_labels_list_twelve_and_one_more():
+    assert summarize(_labelled(13))["labels"].endswith("L11 (2), ... 1 more")

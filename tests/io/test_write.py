@@ -13,7 +13,8 @@ import scipy.sparse as sp
 
 import spotfill.io._write as write_module
 from spotfill import InputError
-from spotfill.io import read, write
+from spotfill.io import _write, read, write
+from spotfill.io._write import check_target
 
 
 @pytest.fixture
@@ -156,3 +157,25 @@ def test_written_file_has_normal_permissions(tmp_path, adata):
     finally:
         os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_coordinates_file_of_a_table_is_protected(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text(",G1\ns1,1\ns2,2\n")
+    coords = tmp_path / "coords.csv"
+    coords.write_text("spot,x,y\ns1,0,0\ns2,1,0\n")
+    adata = read(counts, coords=coords)
+    with pytest.raises(InputError, match="read from"):
+        write(adata, coords, overwrite=True)
+    assert coords.read_text() == "spot,x,y\ns1,0,0\ns2,1,0\n"
+
+
+def test_table_size_precheck_counts_the_exported_columns(tmp_path, monkeypatch):
+    # a table of a few imputed genes (--genes) is judged by its own width, not by every gene
+    monkeypatch.setattr(_write, "MAX_TABLE_ENTRIES", 50)
+    adata = ad.AnnData(sp.csr_matrix((10, 10), dtype=np.float32))
+    with pytest.raises(InputError, match="too large for a text table"):
+        check_target(adata, tmp_path / "all.csv")
+    assert check_target(adata, tmp_path / "five.csv", n_columns=5) == tmp_path / "five.csv"
+    with pytest.raises(InputError, match="too large for a text table"):
+        check_target(adata, tmp_path / "six.csv", n_columns=6)

@@ -376,3 +376,28 @@ def test_interpolate_weights_do_not_depend_on_the_build_blocks(monkeypatch, incl
     blocked = SpatialInterpolation(include_self=include_self).fit(X, coords=coords).weights_
     assert (whole != blocked).nnz == 0
     assert whole.nnz > 60
+
+
+def test_expression_knn_searches_log1p_of_the_normalised_counts():
+    # each spot scaled to 4 counts, then log1p: [1, 3] -> log1p([1, 3]); [2, 0] -> log1p([4, 0])
+    X = sp.csr_matrix(np.array([[1.0, 3.0], [2.0, 0.0]], dtype=np.float32))
+    L = ExpressionKNN(n_comps=None, target_sum=4.0)._embedding(X)
+    np.testing.assert_allclose(L.toarray(), np.log1p([[1.0, 3.0], [4.0, 0.0]]))
+
+
+def test_expression_knn_with_fewer_measured_spots_than_neighbours():
+    # 3 measured spots and n_neighs=3: each measured spot gets the other two, the empty spot none
+    X = np.array([[1, 0], [0, 2], [0, 0], [3, 3]], dtype=np.float32)
+    est = ExpressionKNN(n_neighs=3, n_comps=None)
+    with pytest.warns(SpotfillWarning) as record:
+        Y = est.fit_transform(X).toarray()
+    messages = [str(w.message) for w in record]
+    assert "only 3 spots have counts: each gets at most 2 neighbours" in messages
+    assert sorted(est.neighbors_[0, :2].tolist()) == [1, 3]
+    assert sorted(est.neighbors_[1, :2].tolist()) == [0, 3]
+    assert sorted(est.neighbors_[3, :2].tolist()) == [0, 1]
+    np.testing.assert_array_equal(est.neighbors_[:, 2], [-1, -1, -1, -1])
+    np.testing.assert_array_equal(est.neighbors_[2], [-1, -1, -1])
+    # with the spot itself: every measured spot is the mean of the three measured spots
+    np.testing.assert_allclose(Y[[0, 1, 3]], np.tile([4 / 3, 5 / 3], (3, 1)), rtol=1e-6)
+    np.testing.assert_array_equal(Y[2], [0, 0])

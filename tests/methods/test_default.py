@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from spotfill._errors import InputError
+from spotfill.methods import default
 from spotfill.methods._registry import make_method
 from spotfill.methods.default import SpotfillModel
 
@@ -648,3 +649,140 @@ def test_registry_works_with_numba_jit_disabled():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def _path_graph(n: int) -> sp.csr_matrix:
+    W = sp.diags([np.ones(n - 1), np.ones(n - 1)], [-1, 1], shape=(n, n))
+    return sp.csr_matrix(W)
+
+
+def test_smoothing_operator_keeps_an_isolated_spots_own_loadings():
+    # spots 0-1 linked, spot 2 isolated: its row of ((1 - a) I + a P) is the identity row, not (1 - a)
+    G = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    S = default._smoothing_operator(G, 0.5, steps=1).toarray()
+    np.testing.assert_allclose(S, [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(default._smoothing_operator(G, 0.5, steps=3).toarray()[2], [0.0, 0.0, 1.0])
+
+
+class _ScriptedHeldout(default._NumpyBackend):
+    """The CPU backend with a scripted held-out score (the objective is computed as usual)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = iter(scores)
+
+    def nll(self, X, lib, Ue, V, scale):
+        return super().nll(X, lib, Ue, V, scale) if scale == 1.0 else next(self.scores)
+
+
+def test_selection_fit_stops_when_the_held_out_score_rose_twice_in_a_row(tiny_counts):
+    X = sp.csr_matrix(tiny_counts)
+    counts = default._Counts(X)
+    lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    U, V = default._init_factors(X, 2, np.random.default_rng(0))
+    eye = sp.identity(X.shape[0], format="csr")
+    fit = default._Fit(U, V, eye, eye)
+    # a single rise (20 -> 30) is noise; the second rise in a row (50 -> 60) stops the run
+    scores = [5.0, 4.0, 4.5, 4.2, 4.6, 4.7, 1.0, 1.0, 1.0, 1.0]
+    hist = default._factorise(
+        counts,
+        lib,
+        fit,
+        max_iter=100,
+        tol=0.0,
+        show=False,
+        desc="",
+        heldout=(counts, 0.5),
+        backend=_ScriptedHeldout(scores),
+    )
+    assert [h[0] for h in hist] == [10, 20, 30, 40, 50, 60]
+    assert [h[2] for h in hist] == scores[:6]
+    assert fit.best is not None
+
+
+def test_held_out_half_is_scored_at_the_rescaled_rates(tiny_counts, monkeypatch):
+    # X_a ~ Binomial(X, 1 - eps) and X_b = X - X_a: the rates fitted to X_a predict X_b after scaling
+    # by eps / (1 - eps)
+    scales = []
+    real = default._factorise
+
+    def spy(*args, **kwargs):
+        if kwargs.get("heldout") is not None:
+            scales.append(kwargs["heldout"][1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(default, "_factorise", spy)
+    X = sp.csr_matrix(np.random.default_rng(0).poisson(5.0, size=(9, 6)).astype(np.float32))
+    est = SpotfillModel(n_latent=2, smooth="auto", eps=0.2, tune_iter=10, device="cpu", progress=False)
+    est.fit(X, graph=_path_graph(9))
+    assert len(scales) == 3  # one per smoothing candidate
+    np.testing.assert_allclose(scales, 0.25)
+
+
+def test_dispersion_subset_is_drawn_among_spots_with_counts():
+    # 12 of 24 spots are empty; max_spots_dispersion = 12 must use exactly the 12 measured spots
+    rng = np.random.default_rng(0)
+    dense = rng.negative_binomial(2, 0.2, size=(24, 10)).astype(np.float32)
+    dense[1::2] = 0
+    X = sp.csr_matrix(dense)
+    G = _path_graph(24)
+    kwargs = {"n_latent": 2, "smooth": 0.5, "smooth_steps": 2, "max_iter": 20, "device": "cpu", "progress": False}
+    all_measured = SpotfillModel(**kwargs).fit(X, graph=G).theta_
+    capped = SpotfillModel(**kwargs, max_spots_dispersion=12).fit(X, graph=G).theta_
+    np.testing.assert_array_equal(capped, all_measured)
+
+
+def test_dispersion_of_poisson_like_and_over_dispersed_genes_hits_the_grid_ends():
+    # gene 0 equals its rate 5 everywhere (no over-dispersion: the largest theta, 1000); gene 1 is
+    # 0 or 50 around the same rate (far more spread than NB at the smallest theta allows: 0.05)
+    n = 20
+    X = sp.csr_matrix(np.column_stack([np.full(n, 5.0), np.where(np.arange(n) < 18, 0.0, 50.0)]))
+    lib = np.ones(n)
+    Ue = np.ones((n, 1))
+    V = np.array([[5.0], [5.0]])
+    theta = default._fit_dispersion(X, lib, Ue, V, np.arange(n))
+    np.testing.assert_allclose(theta, [1000.0, 0.05], rtol=1e-9)
+
+
+def test_smooth_steps_above_32_is_refused(tiny_counts):
+    with pytest.raises(InputError, match=r"smooth_steps must be an integer in \[1, 32\]"):
+        SpotfillModel(n_latent=2, smooth=0.5, smooth_steps=33, progress=False).fit(tiny_counts, graph=_path_graph(6))
+
+
+def test_values_beyond_two_to_the_53_are_refused_before_thinning():
+    X = sp.csr_matrix(np.array([[2.0**60, 1.0], [3.0, 0.0], [1.0, 2.0]], dtype=np.float32))
+    with pytest.raises(InputError, match="beyond what a count can be"):
+        SpotfillModel(n_latent=1, smooth="auto", device="cpu", progress=False).fit(X, graph=_path_graph(3))
+
+
+def test_a_rank_equal_to_the_number_of_genes_is_a_candidate():
+    # 12 spots x 10 genes: ranks 5 and 10 are tried (20 is above both sizes)
+    X = sp.csr_matrix(np.random.default_rng(0).poisson(3.0, size=(12, 10)).astype(np.float32))
+    est = SpotfillModel(smooth=0.5, smooth_steps=2, tune_iter=10, max_iter=10, device="cpu", progress=False)
+    est.fit(X, graph=_path_graph(12))
+    assert est.selection_["n_latent"].tolist() == [5, 10]
+
+
+def test_saturated_objective_by_hand():
+    # mean over all entries of x log x - x (0 at zeros), in blocks of any size
+    X = sp.csr_matrix(np.array([[1.0, 2.0], [0.0, 4.0]], dtype=np.float32))
+    expected = ((0.0 - 1.0) + (2 * np.log(2) - 2) + (4 * np.log(4) - 4)) / 4
+    assert default._saturated(X) == pytest.approx(expected, rel=1e-12)
+    assert default._saturated(X, block=1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_refine_iter_is_ignored_when_tuning_ran_on_a_tile():
+    # the candidates' factors cover the tile's spots only: the final fit must start afresh
+    X = sp.csr_matrix(np.random.default_rng(0).poisson(3.0, size=(30, 8)).astype(np.float32))
+    G = _path_graph(30)
+    kwargs = {
+        "n_latent": 2,
+        "smooth": "auto",
+        "max_spots_tune": 10,
+        "tune_iter": 10,
+        "device": "cpu",
+        "progress": False,
+    }
+    plain = SpotfillModel(**kwargs).fit(X, graph=G)
+    refined = SpotfillModel(**kwargs, refine_iter=5).fit(X, graph=G)
+    assert refined.n_spots_tuned_ == 10
+    np.testing.assert_array_equal(refined.transform(), plain.transform())

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from spotfill import InputError, SpotfillError
-from spotfill.methods import make_method
+from spotfill.methods import make_method, study
 from spotfill.methods.study import GeneAutoencoder, NeuralMF, ring_weights
 from spotfill.train import cpu_threads
 
@@ -290,3 +290,56 @@ def test_rings_refuse_a_stored_graph_of_two_rings():
     spotfill.spatial_neighbors(adata)
     spotfill.impute(adata, "seed-ae-log-nonzero-spatial", max_epochs=1, progress=False)
     assert adata.layers["imputed_seed-ae-log-nonzero-spatial"].shape == (60, 8)
+
+
+def test_ring_weights_with_triangles_count_a_first_ring_neighbour_once():
+    # a hexagonal (Visium) grid has triangles: a first-ring neighbour is also two hops away, and must
+    # keep the first-ring weight alone. Triangle 0-1-2 plus spot 3 hanging on 2.
+    A = np.zeros((4, 4))
+    for i, j in [(0, 1), (1, 2), (0, 2), (2, 3)]:
+        A[i, j] = A[j, i] = 1.0
+    W = ring_weights(sp.csr_matrix(A), 0.1, 0.2).toarray()
+    expected = np.array(
+        [
+            [0.0, 0.1, 0.1, 0.2],
+            [0.1, 0.0, 0.1, 0.2],
+            [0.1, 0.1, 0.0, 0.1],
+            [0.2, 0.2, 0.1, 0.0],
+        ]
+    )
+    np.testing.assert_allclose(W, expected, rtol=1e-6)
+
+
+def test_validation_entries_are_hidden_from_the_training_entries():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(2.0, size=(8, 5)).astype(np.float32))
+    train_m, val_m = NeuralMF(val_fraction=0.5, seed=0)._split(X)
+    assert val_m.nnz == round(0.5 * X.nnz)
+    assert train_m.nnz + val_m.nnz == X.nnz
+    assert train_m.multiply(val_m).nnz == 0  # no entry on both sides
+    np.testing.assert_array_equal((train_m + val_m).toarray(), X.toarray())
+
+
+def test_laplacian_penalty_graph_is_symmetrised_by_the_larger_weight():
+    directed = sp.csr_matrix(np.array([[0.0, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 0.0, 5.0]]))
+    G = NeuralMF(loss="laplacian")._penalty_graph(directed).toarray()
+    np.testing.assert_array_equal(G, [[0, 3, 0], [3, 0, 1], [0, 1, 0]])  # max(W, W^T), no diagonal
+
+
+def test_autoencoder_all_entries_loss_leaves_out_only_the_validation_entries(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.poisson(1.0, size=(12, 6)) * (rng.random((12, 6)) < 0.6)).astype(np.float32))
+    seen = []
+
+    def fake_train(module, *, train_batches, val_batches, config):  # noqa: ARG001
+        seen.extend(train_batches(np.random.default_rng(0)))
+
+    monkeypatch.setattr(study, "train", fake_train)
+    est = GeneAutoencoder(loss="rmse_all", val_fraction=0.5, batch_size=4, seed=3, device="cpu", progress=False)
+    est.fit(X)
+    _, val_m = est._split(X)  # the split depends on the seed and the stored entries only
+    weights = np.concatenate([b.weight.numpy().ravel() for b in seen])
+    inputs = np.concatenate([b.x.numpy().ravel() for b in seen])
+    assert weights.size == X.shape[0] * X.shape[1]
+    assert int((weights == 0).sum()) == val_m.nnz  # every zero of X is in the loss, validation entries are not
+    assert np.all(inputs[weights == 0] == 0)
