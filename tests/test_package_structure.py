@@ -45,3 +45,10 @@ def test_methods_do_not_import_benchmark_or_cli():
             text = path.read_text()
             for banned in ("from ..benchmark", "from ..plotting", "from ..cli", "spotfill.cli"):
                 assert banned not in text, f"{path.relative_to(root)} imports {banned}"
+
+
+def test_package_marks_itself_as_typed():
+    # PEP 561: type checkers read the package's annotations only when it ships py.typed
+    import importlib.resources
+
+    assert importlib.resources.files("spotfill").joinpath("py.typed").is_file()
