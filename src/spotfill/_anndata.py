@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ def store_result(
     if genes is None:
         adata.layers[key_added] = values
     else:
-        dense = values.toarray() if sp.issparse(values) else np.asarray(values)
+        dense = cast(sp.spmatrix, values).toarray() if sp.issparse(values) else np.asarray(values)
         adata.obsm[key_added] = pd.DataFrame(dense, index=adata.obs_names.copy(), columns=pd.Index(genes, dtype=str))
     info = {
         "method": method,

@@ -38,3 +38,5 @@ class Stopped(SystemExit):
 
     A :class:`SystemExit`, so a script stops quietly; the command line prints one line for it.
     """
+
+    code: int  # always raised with the exit status (SystemExit's code may also be a str or None)

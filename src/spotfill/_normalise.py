@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -20,5 +22,5 @@ def per_10k(Y: np.ndarray | sp.spmatrix, cols: np.ndarray) -> np.ndarray:
     What the spatial maps show, so that sequencing depth does not dominate them.
     """
     block = Y[:, cols]
-    block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+    block = cast(sp.spmatrix, block).toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
     return np.clip(block, 0, None) * spot_scale(Y)[:, None]

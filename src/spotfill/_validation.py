@@ -6,7 +6,7 @@ with a message that names the problem and the fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -196,18 +196,19 @@ def get_counts(adata: AnnData, layer: str | None = None, *, require_integer: boo
 MAX_SEED = 2**32 - 1  # the largest seed scikit-learn's random_state takes (numpy and torch take more)
 
 
-def is_int(x: object) -> bool:
+def is_int(x: object) -> TypeGuard[int | np.integer]:
     """Whether ``x`` is an integer (Python or numpy; ``bool`` is not)."""
     return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
-def is_number(x: object) -> bool:
+def is_number(x: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """Whether ``x`` is a finite real number (Python or numpy; ``bool`` is not)."""
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
-def is_seed(x: object) -> bool:
+def is_seed(x: object) -> bool | np.bool_:
     """Whether ``x`` is an integer in ``[0, 2**32 - 1]`` (bools are not), a seed every library accepts."""
+    # np.bool_ when x is a numpy integer (its comparisons give numpy bools)
     return is_int(x) and 0 <= x <= MAX_SEED
 
 

@@ -7,7 +7,7 @@ Correlations are computed with numpy (a constant vector gives ``nan``, not a war
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -141,7 +141,8 @@ def matrix_log_scores(
         den = np.sqrt(np.maximum(sxx - sx * sx / count, 0.0) * np.maximum(syy - sy * sy / count, 0.0))
         return cov, den
 
-    cov, den = corr(*(col[k].sum() for k in ("x", "y", "xx", "yy", "xy")), N)
+    tot_x, tot_y, tot_xx, tot_yy, tot_xy = (col[k].sum() for k in ("x", "y", "xx", "yy", "xy"))
+    cov, den = corr(tot_x, tot_y, tot_xx, tot_yy, tot_xy, N)
     pearson_all = float(cov / den) if den > 0 else float("nan")
     cov_g, den_g = corr(col["x"], col["y"], col["xx"], col["yy"], col["xy"], float(n))
     ok = (hi_x > lo_x) & (hi_y > lo_y) & (den_g > 0)
@@ -265,6 +266,16 @@ def domain_embedding(X, *, n_comps: int = 30, target_sum: float = 1e4, seed: int
     return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(A)
 
 
+@overload
+def domain_ari(X, labels, *, n_comps: int = ..., seed: int = ..., return_clusters: Literal[False] = ...) -> float: ...
+@overload
+def domain_ari(
+    X, labels, *, n_comps: int = ..., seed: int = ..., return_clusters: Literal[True]
+) -> tuple[float, np.ndarray]: ...
+@overload
+def domain_ari(
+    X, labels, *, n_comps: int = ..., seed: int = ..., return_clusters: bool = ...
+) -> float | tuple[float, np.ndarray]: ...
 def domain_ari(
     X,
     labels,

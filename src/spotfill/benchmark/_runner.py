@@ -27,9 +27,9 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,8 @@ from ._external import check_prediction, resolve_method, unavailable_peers
 from ._protocols import PROTOCOLS, CallResult, Dataset
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from anndata import AnnData
 
 __all__ = ["COLUMNS", "load_dataset", "make_caller", "run_benchmark"]
@@ -329,7 +331,8 @@ def _run_worker(
     worker's output goes to ``log_dir``.
     """
     posix = os.name == "posix"
-    handlers: dict[int, object] = {}
+    # what signal.signal returned: the handler to put back
+    handlers: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
     if posix and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # under nohup SIGHUP stays ignored
@@ -495,11 +498,12 @@ def run_benchmark(
     if isinstance(methods, str) or isinstance(protocols, str):
         msg = "methods= and protocols= take lists of names, e.g. methods=['raw', 'mean']."
         raise InputError(msg)
-    protocols = [str(p).lower() for p in protocols]
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown or not protocols:
+    names = [str(p).lower() for p in protocols]
+    unknown = [p for p in names if p not in PROTOCOLS]
+    if unknown or not names:
         msg = f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}."
         raise InputError(msg)
+    protocols = cast(list[Protocol], names)  # every name is checked above
     methods = list(methods)
     if not methods:
         msg = "no methods given: pass methods=['raw', 'mean', ...]."

@@ -289,7 +289,7 @@ def _local_halra(M: sp.csr_matrix, coords: np.ndarray, *, n_iter: int, quantile_
     genes = np.arange(g).astype(str)
     rank = None
     # halra drops the genes and spots without counts before its search: their number is what counts
-    n_genes = np.count_nonzero(np.bincount(M.indices, minlength=g))
+    n_genes = int(np.count_nonzero(np.bincount(M.indices, minlength=g)))  # an int already (numpy's stub: intp)
     if min(_nonempty(M).size, n_genes) <= _HALRA_N_COMPS:
         rank = _small_halra_rank(halra, M, n_iter=n_iter, seed=seed)
     with _quiet_tool("HALRA"):

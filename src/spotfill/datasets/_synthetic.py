@@ -320,6 +320,8 @@ def _domains(z: np.ndarray, n_domains: int, rng: Generator, n_tries: int = 8) ->
         gap = cKDTree(centres).query(centres, k=2)[0][:, 1].min() if n_domains > 1 else 0.0
         if gap > best_gap:
             best, best_gap = centres, gap
+    # the first draw always replaces None: n_tries >= 1 and its gap (a distance, or 0.0) is > -1
+    assert best is not None
     domain = cKDTree(best).query(z)[1].astype(np.int64)
     return domain, best
 

@@ -40,7 +40,7 @@ def spatial_neighbors(
     coord_type: Literal["grid", "generic"] | None = None,
     lattice: Literal["auto", "square", "hex"] = "auto",
     n_rings: int = 1,
-    ring_weights: Sequence[float] | None = None,
+    ring_weights: Sequence[float] | np.ndarray | None = None,
     n_neighs: int = 6,
     radius: float | tuple[float, float] | None = None,
     library_key: str | None = None,

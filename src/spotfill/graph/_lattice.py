@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 Lattice = Literal["square", "hex"]
 
-_ORDER1: dict[str, tuple[tuple[int, int], ...]] = {
+_ORDER1: dict[Lattice, tuple[tuple[int, int], ...]] = {
     "square": ((1, 0), (-1, 0), (0, 1), (0, -1)),
     "hex": ((0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)),
 }
@@ -119,7 +119,7 @@ def detect_lattice(array_row, array_col) -> Lattice | None:
        positions fail here). Otherwise ``None``.
     """
     r, c = _positions(array_row, array_col, strict=False)
-    if r is None or r.size < 2:
+    if r is None or c is None or r.size < 2:  # both None or neither
         return None
     parity = (r + c) & 1
     minority = min(parity.mean(), 1.0 - parity.mean())
@@ -150,7 +150,7 @@ def lattice_graph(
     *,
     lattice: Literal["auto", "square", "hex"] = "auto",
     n_rings: int = 1,
-    ring_weights: Sequence[float] | None = None,
+    ring_weights: Sequence[float] | np.ndarray | None = None,
 ) -> sp.csr_matrix:
     """Weighted neighbour graph of spots on a square (ST) or hexagonal (Visium) grid.
 
@@ -182,7 +182,7 @@ def lattice_graph(
 def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | None = None) -> Lattice:
     """Return ``lattice``, or the one recognised (per section, all agreeing) when ``"auto"``."""
     if lattice in _ORDER1:
-        return lattice  # type: ignore[return-value]
+        return lattice
     if lattice != "auto":
         msg = f"lattice must be 'auto', 'square' or 'hex', got {lattice!r}."
         raise InputError(msg)
@@ -192,8 +192,9 @@ def resolve_lattice(array_row, array_col, lattice: str, sections: np.ndarray | N
     # larger ones agree on
     large = [g for g in groups if g.size >= _MIN_SECTION] or groups
     known = {detect_lattice(r[g], c[g]) for g in large}
-    if len(known) == 1 and None not in known:
-        return known.pop()
+    only = next(iter(known)) if len(known) == 1 else None
+    if only is not None:
+        return only
     what = "sections disagree on the grid type" if len(known) > 1 else "the grid type could not be recognised"
     msg = (
         f"{what} (found {sorted(map(str, known))}) from the array positions: build the graph with "
@@ -222,7 +223,7 @@ def _lattice_graph(
     *,
     lattice: str,
     n_rings: int,
-    ring_weights: Sequence[float] | None,
+    ring_weights: Sequence[float] | np.ndarray | None,
     sections: np.ndarray | None = None,
 ) -> sp.csr_matrix:
     r, c = _positions(array_row, array_col)
@@ -263,6 +264,10 @@ def _lattice_graph(
     return W
 
 
+@overload
+def _positions(array_row, array_col, *, strict: Literal[True] = ...) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def _positions(array_row, array_col, *, strict: bool) -> tuple[np.ndarray | None, np.ndarray | None]: ...
 def _positions(array_row, array_col, *, strict: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return integer ``(row, col)`` arrays; raise (``strict``) or return ``None`` when not whole numbers."""
     r = np.asarray(array_row)
@@ -321,7 +326,7 @@ def _check_n_rings(n_rings: int) -> None:
         raise InputError(msg)
 
 
-def _check_ring_weights(ring_weights: Sequence[float] | None, n_rings: int) -> np.ndarray:
+def _check_ring_weights(ring_weights: Sequence[float] | np.ndarray | None, n_rings: int) -> np.ndarray:
     if ring_weights is None:
         return np.ones(n_rings, dtype=np.float64)
     w = np.asarray(ring_weights, dtype=np.float64).ravel()

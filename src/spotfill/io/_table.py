@@ -73,7 +73,7 @@ def sniff_sep(path: Path) -> str:
     """Guess the delimiter of a table from its header line (tab, comma or semicolon)."""
     line = first_line(path)
     counts = {sep: line.count(sep) for sep in ("\t", ",", ";")}
-    sep = max(counts, key=counts.get)
+    sep = max(counts, key=counts.__getitem__)
     if counts[sep] == 0:
         return "\t" if ".tsv" in path.name.lower() else ","
     return sep

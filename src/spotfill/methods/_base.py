@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -257,7 +257,7 @@ class BaseImputer(BaseEstimator):
     def _predict_genes(self, X: sp.csr_matrix, genes: np.ndarray) -> np.ndarray | sp.csr_matrix:
         """Predictions for the columns ``genes``; override when they can be computed without the rest."""
         Y = self._predict(X)
-        return Y[:, genes].tocsr() if sp.issparse(Y) else np.asarray(Y)[:, genes]
+        return cast(sp.csr_matrix, Y)[:, genes].tocsr() if sp.issparse(Y) else np.asarray(Y)[:, genes]
 
     def _check_graph_params(self, params: Mapping[str, Any]) -> None:
         """Refuse a stored graph this method would misread (``params``: its ``uns[...]['params']``).

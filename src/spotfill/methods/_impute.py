@@ -179,11 +179,13 @@ def impute(
             spatial_neighbors(adata, spatial_key=spatial_key, library_key=library_key)
         graph = adata.obsp[connectivity_key]
         if sections is not None:
+            assert library_key is not None  # sections are only read from a library_key
             _refuse_cross_edges(graph, sections, connectivity_key, library_key)
         est._check_graph_params(_graph_params(adata, connectivity_key))
     if est.uses_coords:
         coords = get_coords(adata, spatial_key)
         if sections is not None:
+            assert library_key is not None  # sections are only read from a library_key
             names = adata.obs[library_key].to_numpy()
             coords = _separate_sections(coords, sections, names, est, library_key)
     # after the graph is built (it writes uns['spatial_neighbors']), before the long fit

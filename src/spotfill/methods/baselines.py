@@ -659,6 +659,7 @@ class SpatialInterpolation(_Smoother):
 
     def _weights(self, X: sp.csr_matrix, *, graph: sp.csr_matrix | None, coords: np.ndarray | None) -> sp.csr_matrix:
         self._check_options()
+        assert coords is not None  # uses_coords: fit() refuses to run without coordinates
         n = X.shape[0]
         s = self._spacing_of(coords)
         r = self._radius()

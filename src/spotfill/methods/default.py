@@ -62,7 +62,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -177,8 +177,9 @@ try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same n
             out[i] = acc
 
     # single-threaded twins for small problems, where starting threads costs more than it saves
-    # (the same code, so the same numbers)
-    _SERIAL = {  # (with NUMBA_DISABLE_JIT=1 the kernels are plain functions: no options, no py_func)
+    # (the same code, so the same numbers; with NUMBA_DISABLE_JIT=1 the kernels are plain functions: no options,
+    # no py_func)
+    _SERIAL: dict[str, Callable[..., None]] = {
         name: numba.njit(cache=False, fastmath=getattr(kernel, "targetoptions", {}).get("fastmath") or False)(
             getattr(kernel, "py_func", kernel)
         )
@@ -189,10 +190,15 @@ try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same n
             ("xlogmu", _xlogmu_nb),
         )
     }
-    _PARALLEL = {"rowdot": _rowdot_nb, "ratio": _ratio_nb, "nb_loglik": _nb_loglik_nb, "xlogmu": _xlogmu_nb}
+    _PARALLEL: dict[str, Callable[..., None]] = {
+        "rowdot": _rowdot_nb,
+        "ratio": _ratio_nb,
+        "nb_loglik": _nb_loglik_nb,
+        "xlogmu": _xlogmu_nb,
+    }
 
 except ImportError:  # pragma: no cover - numba is a scanpy dependency
-    numba = None
+    numba = None  # type: ignore[assignment]  # optional import: the module, or None without numba
 
 
 def _kernel(name: str, work: int) -> Callable[..., None]:
@@ -358,7 +364,7 @@ class _Fit:
         self.U, self.V, self.S, self.ST = U, V, S, ST
         self.best: tuple[np.ndarray, np.ndarray] | None = None  # (U, V) at the best held-out score
 
-    def loadings(self) -> np.ndarray:
+    def loadings(self) -> np.ndarray | torch.Tensor:  # the backend's kind, like U
         return self.S @ self.U
 
 
@@ -465,6 +471,23 @@ class _TorchBackend:
         return (total - acc) / (X.shape[0] * X.shape[1])
 
 
+_C = TypeVar("_C")
+_A = TypeVar("_A")
+
+
+class _Backend(Protocol[_C, _A]):
+    """What the fit needs of a backend: its counts (``_C``) and dense arrays (``_A``) go back to the same backend."""
+
+    name: str
+
+    def counts(self, X: sp.csr_matrix) -> _C: ...
+    def array(self, a: np.ndarray) -> _A: ...
+    def sparse(self, S: sp.csr_matrix) -> Any: ...
+    def numpy(self, a: _A) -> np.ndarray: ...
+    def ratio(self, X: _C, U: _A, V: _A, side: Literal["rows", "cols"]) -> _A: ...
+    def nll(self, X: _C, lib: _A, Ue: _A, V: _A, scale: float) -> float: ...
+
+
 def _backend(device: str) -> _NumpyBackend | _TorchBackend:
     """Pick the CPU (numba) backend, or the torch one when ``device`` resolves to CUDA (``"auto"`` with a GPU)."""
     from ..train import resolve_device
@@ -522,8 +545,8 @@ def _init_factors(X: sp.csr_matrix, k: int, rng: np.random.Generator) -> tuple[n
 
 
 def _factorise(
-    X: _Counts,
-    lib: np.ndarray,
+    X: _Counts | _TorchCounts,
+    lib: np.ndarray | torch.Tensor,
     fit: _Fit,
     *,
     max_iter: int,
@@ -531,8 +554,8 @@ def _factorise(
     show: bool,
     desc: str,
     heldout: tuple[_Counts | _TorchCounts, float] | None = None,
-    backend: _NumpyBackend | _TorchBackend | None = None,
-    prior: tuple[float, np.ndarray] | None = None,
+    backend: _Backend[Any, Any] | None = None,
+    prior: tuple[float, np.ndarray | torch.Tensor] | None = None,
     saturated: float = 0.0,
 ) -> list[tuple[int, float, float]]:
     """Multiplicative Poisson-NMF updates of ``fit`` in place.
@@ -547,7 +570,8 @@ def _factorise(
     ``x log x - x``, see :func:`_saturated`), which scales with the data: the stopping point does not
     depend on the units of the values.
     """
-    be = backend or _NumpyBackend()
+    # X, lib, heldout, prior and fit hold the backend's kind of counts and arrays (numpy ones without a backend)
+    be: _Backend[Any, Any] = backend or _NumpyBackend()
     S, ST = fit.S, fit.ST
     U, V = fit.U, fit.V
     ST_lib = (ST @ lib[:, None])[:, 0]
@@ -834,7 +858,7 @@ class SpotfillModel(BaseImputer):
             X.sort_indices()
         rng = np.random.default_rng(self.seed)
         lib = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
-        be = _backend(self.device)
+        be: _Backend[Any, Any] = _backend(self.device)
 
         def operators(G: sp.csr_matrix) -> Callable[[tuple[float, int]], tuple]:
             """Memoised ``(S, S^T)`` of graph ``G`` per ``(smooth, steps)``, on the backend."""
@@ -856,7 +880,7 @@ class SpotfillModel(BaseImputer):
         smooths = _smoothing_candidates(self.smooth, self.smooth_steps)
         operator = operators(graph)
 
-        def prior(C: sp.csr_matrix) -> tuple[float, np.ndarray] | None:
+        def prior(C: sp.csr_matrix) -> tuple[float, np.ndarray | torch.Tensor] | None:
             if not self.gene_prior:
                 return None
             share = np.asarray(C.sum(axis=0, dtype=np.float64)).ravel() + 1e-3
@@ -883,7 +907,7 @@ class SpotfillModel(BaseImputer):
             lib_a = np.asarray(Xa.sum(axis=1)).ravel()
             scale = self.eps / (1.0 - self.eps)
             init = {k: _init_factors(Xa, k, np.random.default_rng(self.seed)) for k in ranks}
-            snapshots: dict[tuple[int, float], tuple[np.ndarray, np.ndarray] | None] = {}
+            snapshots: dict[tuple[int, tuple[float, int]], tuple[np.ndarray, np.ndarray] | None] = {}
             Xa_counts, Xb_counts, lib_a_be = be.counts(Xa), be.counts(Xb), be.array(lib_a)
             prior_a, saturated_a = prior(Xa), _saturated(Xa)
 
@@ -943,6 +967,7 @@ class SpotfillModel(BaseImputer):
             use_tol = 0.0
             start = snapshots[k, a] if self.refine_iter is not None and tile is None else None
             if start is not None:
+                assert self.refine_iter is not None  # start is only taken with an integer refine_iter
                 n_iter = min(self.refine_iter, self.max_iter)
             # the tuning split, its device copies and snapshots are not needed by the final fit
             del trial, snapshots, init, Xs, Xa, Xb, Xa_counts, Xb_counts, lib_a_be, prior_a, tune_operator
@@ -1097,7 +1122,7 @@ def _row(rows: list[dict], k: int, a: tuple[float, int]) -> dict:
     return next(r for r in rows if r["n_latent"] == k and (r["smooth"], r["smooth_steps"]) == a)
 
 
-def _smoothing_candidates(smooth: float | str, steps: int | str) -> list[tuple[float, int]]:
+def _smoothing_candidates(smooth: float | Literal["auto"], steps: int | Literal["auto"]) -> list[tuple[float, int]]:
     """``(smooth, steps)`` pairs to select from, ordered from the narrowest operator to the widest."""
     if smooth == "auto" and steps == "auto":
         return list(_SMOOTHINGS)

@@ -42,7 +42,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,7 +64,7 @@ Transform = Literal["none", "log1p"]
 Loss = Literal["rmse_all", "rmse_nonzero", "neighbour_errors", "laplacian"]
 GraphWeights = Literal["rings", "as_is"]
 _LOSSES = ("rmse_all", "rmse_nonzero", "neighbour_errors", "laplacian")
-_SPATIAL = ("neighbour_errors", "laplacian")
+_SPATIAL: Final = ("neighbour_errors", "laplacian")
 
 
 def ring_weights(graph: sp.spmatrix, alpha: float, beta: float) -> sp.csr_matrix:

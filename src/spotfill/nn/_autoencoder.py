@@ -120,13 +120,13 @@ class GeneAE(BaseModule):
         denom = wsum.clamp_min(1e-12)
         se_sum = (batch.weight * err).sum()
         comps = {"mse": (se_sum / denom).detach()}
-        use_graph = batch.spatial and self.graph is not None
-        if use_graph and self.penalty == "neighbour_errors":
-            nb = dense_neighbour_errors(err, batch.weight, self.graph.sparse())
+        graph = self.graph if batch.spatial else None
+        if graph is not None and self.penalty == "neighbour_errors":
+            nb = dense_neighbour_errors(err, batch.weight, graph.sparse())
             comps["neighbour_errors"] = (nb / denom).detach()
             total = ((se_sum + nb) / denom).clamp_min(1e-12).sqrt()
-        elif use_graph and self.penalty == "laplacian":
-            lap = dense_laplacian_quadratic(yhat, self.graph.sparse(), self.graph.degree) / yhat.numel()
+        elif graph is not None and self.penalty == "laplacian":
+            lap = dense_laplacian_quadratic(yhat, graph.sparse(), graph.degree) / yhat.numel()
             comps["laplacian"] = lap.detach()
             total = (se_sum / denom).clamp_min(1e-12).sqrt() + self.smooth * lap
         else:

@@ -35,6 +35,13 @@ class GraphTensors(torch.nn.Module):
     rebuilt from the data's graph when needed).
     """
 
+    # the buffers registered in __init__ (torch types them as ``Tensor | Module`` otherwise)
+    indptr: torch.Tensor
+    indices: torch.Tensor
+    data: torch.Tensor
+    rows: torch.Tensor
+    degree: torch.Tensor
+
     def __init__(self, W: sp.spmatrix) -> None:
         super().__init__()
         W = sp.csr_matrix(W, dtype=np.float32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -83,6 +83,10 @@ class MatrixFactorization(BaseModule):
         supported by Adam or by weight decay).
     """
 
+    # buffers for "neighbour_errors" with observed entries, else None (both together)
+    obs_keys: torch.Tensor | None
+    obs_values: torch.Tensor | None
+
     def __init__(
         self,
         n_obs: int,
@@ -152,14 +156,16 @@ class MatrixFactorization(BaseModule):
         """Return the batch loss (see the class docstring)."""
         pred = self(batch)
         se = (batch.values - pred) ** 2
+        denom: float | torch.Tensor
         if batch.weights is None:
             se_sum, denom = se.sum(), float(se.numel())
         else:
             se_sum, denom = (batch.weights * se).sum(), batch.weights.sum().clamp_min(1e-12)
         comps = {"mse": (se_sum / denom).detach()}
-        use_graph = batch.spatial and self.graph is not None
-        if use_graph and self.penalty == "neighbour_errors" and self.obs_keys is not None:
-            owner, nbr, w = expand_neighbours(self.graph, batch.rows)
+        graph = self.graph if batch.spatial else None
+        if graph is not None and self.penalty == "neighbour_errors" and self.obs_keys is not None:
+            assert self.obs_values is not None  # set with obs_keys
+            owner, nbr, w = expand_neighbours(graph, batch.rows)
             genes = batch.cols[owner]
             y_nb, found = lookup_entries(self.obs_keys, self.obs_values, nbr * self.n_vars + genes)
             e_nb = w * found * (y_nb - self.predict(nbr, genes)) ** 2
@@ -168,10 +174,11 @@ class MatrixFactorization(BaseModule):
             nb_sum = e_nb.sum()
             comps["neighbour_errors"] = (nb_sum / denom).detach()
             total = ((se_sum + nb_sum) / denom).clamp_min(1e-12).sqrt()
-        elif use_graph and self.penalty == "laplacian" and batch.lap_rows is not None:
-            owner, nbr, w = expand_neighbours(self.graph, batch.lap_rows)
-            genes = batch.lap_cols[owner]
-            p_i = self.predict(batch.lap_rows, batch.lap_cols)[owner]
+        elif graph is not None and self.penalty == "laplacian" and batch.lap_rows is not None:
+            owner, nbr, w = expand_neighbours(graph, batch.lap_rows)
+            lap_cols = cast(torch.Tensor, batch.lap_cols)  # given together with lap_rows (see EntryBatch)
+            genes = lap_cols[owner]
+            p_i = self.predict(batch.lap_rows, lap_cols)[owner]
             lap = edge_smoothness(p_i, self.predict(nbr, genes), w) / batch.lap_rows.numel()
             comps["laplacian"] = lap.detach()
             total = (se_sum / denom).clamp_min(1e-12).sqrt() + self.smooth * lap

@@ -10,6 +10,7 @@ import base64
 import functools
 import io
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .._normalise import spot_scale
 from .._sparse import drop_diagonal
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # matplotlib >= 3.9; only for the type checker
 
 __all__ = [
     "bar_metrics",
@@ -34,7 +38,7 @@ __all__ = [
 ]
 
 
-_PLAIN_TEXT = {"text.parse_math": False}  # names such as "price_$1" are text, not mathtext
+_PLAIN_TEXT: dict[RcKeyType, Any] = {"text.parse_math": False}  # names such as "price_$1" are text, not mathtext
 
 
 def _plain_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -291,7 +295,7 @@ def error_histogram(truth: np.ndarray, preds: Mapping[str, np.ndarray]) -> Figur
     hi = max(float(e.max(initial=0)) for e in errs.values())
     bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
     for name, e in errs.items():
-        ax.hist(e, bins=bins, histtype="step", label=name, density=True)
+        ax.hist(e, bins=bins, histtype="step", label=name, density=True)  # type: ignore[arg-type]  # stub: no arrays
     ax.axvline(0, color="0.5", lw=0.8)
     ax.set_xlabel("log1p(predicted) - log1p(true)")
     ax.set_ylabel("density")

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from ._figures import (
     spatially_variable_genes,
     to_png_base64,
 )
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["report", "summarize"]
 
@@ -183,7 +186,7 @@ def _table(
             if key in s.index:
                 mean, sd = s.loc[key, "mean"], s.loc[key, "sd"]
                 text = _fmt(mean) + (f" &plusmn; {_fmt(sd, 2)}" if np.isfinite(sd) else "")
-                if n_failed:
+                if info is not None and n_failed:  # (n_failed is 0 without info)
                     ok = int(info["n_seeds"]) - n_failed
                     text += (
                         f' <span class="failed">({ok} of {int(info["n_seeds"])} seeds; failed: '
@@ -192,7 +195,7 @@ def _table(
                 is_best = col in best and mean == best[col] and not n_failed  # a tie of a partly failed method
                 cls = ' class="best"' if is_best else ""
                 cells.append(f"<td{cls}>{text}</td>")
-            elif n_failed:
+            elif info is not None and n_failed:
                 cells.append(f'<td class="failed">failed: {html.escape(str(info["error"]))}</td>')
             elif info is not None and info["n_skipped"]:
                 cells.append(f'<td class="skipped">skipped: {html.escape(str(info["reason"]))}</td>')
@@ -226,7 +229,7 @@ def _cost_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _data_panels(
-    path: str | Path,
+    path: str | Path | AnnData,
     methods: list[str],
     *,
     seed: int,
@@ -314,7 +317,7 @@ def _data_panels(
 def report(
     results: str | Path | pd.DataFrame,
     *,
-    data: str | Path | Sequence[str | Path] | None = None,
+    data: str | Path | AnnData | Sequence[str | Path | AnnData] | None = None,
     out: str | Path = "report.html",
     methods: Sequence[str] | None = None,
     seed: int = 0,
