@@ -236,19 +236,17 @@ def test_one_column_tsv_without_separator_in_its_header_is_tab_separated(tmp_pat
     np.testing.assert_array_equal(adata.X.toarray(), [[4], [0]])
 
 
-def test_coordinates_listing_a_spot_twice_are_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("spot,x,y\ns1,0,0\ns2,1,0\ns1,5,5\n", "twice"),  # a spot listed twice
+        ("spot,x,y,array_row,array_col\ns1,0,0,0,0\ns2,1,0,0.5,1\n", "whole numbers"),  # a fractional grid position
+    ],
+)
+def test_bad_coordinate_tables_are_refused(tmp_path, table, message):
     counts = tmp_path / "counts.csv"
     counts.write_text(",G1\ns1,1\ns2,2\n")
     coords = tmp_path / "coords.csv"
-    coords.write_text("spot,x,y\ns1,0,0\ns2,1,0\ns1,5,5\n")
-    with pytest.raises(InputError, match="twice"):
-        read(counts, coords=coords)
-
-
-def test_coordinates_with_fractional_grid_positions_are_refused(tmp_path):
-    counts = tmp_path / "counts.csv"
-    counts.write_text(",G1\ns1,1\ns2,2\n")
-    coords = tmp_path / "coords.csv"
-    coords.write_text("spot,x,y,array_row,array_col\ns1,0,0,0,0\ns2,1,0,0.5,1\n")
-    with pytest.raises(InputError, match="whole numbers"):
+    coords.write_text(table)
+    with pytest.raises(InputError, match=message):
         read(counts, coords=coords)
