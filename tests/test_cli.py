@@ -497,7 +497,38 @@ def test_format_and_selection_options_read_what_detection_cannot(tmp_path, capsy
     assert message.endswith("Pass format= (--format) to choose one.")
     assert main(["info", str(run / "S1.dat"), "--format", "st"]) == 0
     assert "spots x genes: 3 x 2" in capsys.readouterr().out.splitlines()
-    message = one_line_error(capsys, main(["info", str(run / "S1.dat"), "--format", "table", "--selection", "none"]))
+    selection = str(run / "S1_selection.tsv")
+    message = one_line_error(capsys, main(["info", str(run / "S1.dat"), "--format", "table", "--selection", selection]))
     assert (
         message == "spotfill: error: selection= (--selection) applies to ST count tables only, not to format 'table'."
     )
+    # --selection none fits any format (the datasets of one benchmark may mix formats): here the generic
+    # table fails only for want of its coordinates
+    message = one_line_error(capsys, main(["info", str(run / "S1.dat"), "--format", "table", "--selection", "none"]))
+    assert "coords" in message
+    assert "has no spot coordinates" in message
+
+
+def test_benchmark_takes_a_selection_file_for_one_dataset_only_and_protects_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    table = "\tGeneA\tGeneB\n10x13\t0\t6\n11x13\t2\t0\n12x15\t5\t1\n"
+    for name in ("S1.tsv", "S2.tsv"):
+        (run / name).write_text(table)
+    selection = tmp_path / "sel.csv"  # an explicit spot file: one section's
+    selection.write_text("x,y,new_x,new_y,pixel_x,pixel_y,selected\n10,13,10,13,5,5,1\n11,13,11,13,6,5,1\n")
+    before = selection.read_text()
+    args = ["--methods", "mean", "--protocol", "p2", "--in-process", "--selection", str(selection)]
+    message = one_line_error(capsys, main(["benchmark", str(run / "S1.tsv"), str(run / "S2.tsv"), *args]))
+    assert "selection= (--selection) names the spot file of one ST section, but 2 datasets were given" in message
+    message = one_line_error(capsys, main(["benchmark", str(run / "S1.tsv"), *args, "--out", str(selection)]))
+    assert str(selection) in message
+    assert selection.read_text() == before  # refused, even with --overwrite below
+    code = main(["benchmark", str(run / "S1.tsv"), *args, "--out", str(selection), "--overwrite"])
+    assert code == 2
+    capsys.readouterr()
+    assert selection.read_text() == before
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    message = one_line_error(capsys, main(["info", str(run / "S1.tsv"), "--selection", str(folder)]))
+    assert f"selection file {folder} is not a file" in message

@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--selection",
             default=None,
             metavar="FILE|none",
-            help="ST count tables: the spot selection file (*_selection.tsv; default: found beside the table), "
-            "or none to use the array positions in the spot names",
+            help="ST count tables: the spot selection file (*_selection.tsv; default: found beside the table; "
+            "one dataset only), or none to use the array positions in the spot names (a file named none: ./none)",
         )
 
     p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")

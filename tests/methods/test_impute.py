@@ -532,3 +532,15 @@ def test_no_section_warning_for_a_column_with_missing_values():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SpotfillWarning)
         impute(a, "spatial_knn", n_neighs=4)
+
+
+def test_a_gpu_device_for_a_cpu_method_warns_at_the_callers_line(adata):
+    import warnings
+    from pathlib import Path
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        impute(adata, "mean", device="cuda")
+    assert [(Path(w.filename).name, str(w.message)) for w in caught] == [
+        ("test_impute.py", "method 'mean' runs on the CPU only; device='cuda' is ignored.")
+    ]

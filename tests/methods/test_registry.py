@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from sklearn.exceptions import NotFittedError
 
@@ -57,8 +59,13 @@ def test_make_method_params_seed_and_device():
         "seed": 7,
     }
     assert isinstance(make_method("mean", seed=1), GeneMean)  # no seed parameter: dropped
-    for device in ("auto", "cpu", "CPU:0", None):  # the CPU, or no choice: dropped without a word
-        assert isinstance(make_method("mean", device=device), GeneMean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpotfillWarning)
+        for device in ("auto", "cpu", "CPU:0", None):  # the CPU, or no choice: dropped without a word
+            assert isinstance(make_method("mean", device=device), GeneMean)
+    for device, message in [("mps", "is not supported"), ("", "is not a device name"), ("cpux", "is not a device")]:
+        with pytest.raises(InputError, match=f"device={device!r} {message}"):
+            make_method("mean", device=device)  # checked as for the methods that take a device
     with pytest.warns(SpotfillWarning, match="device='cuda:1' is ignored"):
         make_method("mean", device="cuda:1")
     with pytest.raises(InputError, match="SpatialKNN has no parameter 'radius'"):

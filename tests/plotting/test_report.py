@@ -294,3 +294,15 @@ def test_map_discs_are_about_one_spot_spacing_wide(n_side):
     points_per_unit = ax.get_window_extent().width * 72 / fig.dpi / np.ptp(ax.get_xlim())
     disc = np.sqrt(ax.collections[0].get_sizes()[0])  # diameter in points
     assert 0.6 < disc / (137.0 * points_per_unit) < 1.2
+
+
+def test_report_takes_a_selection_file_for_one_dataset_only_and_protects_it(tmp_path):
+    results = tmp_path / "r.csv"
+    results.write_text("dataset,method,protocol,seed,metric,value\nd,mean,p2,0,nll,0.5\n")
+    selection = tmp_path / "sel.csv"
+    selection.write_text("x,y,new_x,new_y,pixel_x,pixel_y,selected\n")
+    two = [tmp_path / "a.tsv", tmp_path / "b.tsv"]
+    with pytest.raises(InputError, match=r"names the spot file of one ST section, but 2 --data were given"):
+        report(results, data=two, out=tmp_path / "r.html", read_options={"selection": selection})
+    with pytest.raises(InputError, match="sel.html: it is one of the input files"):  # the spot file is an input
+        report(results, data=two[:1], out=tmp_path / "sel.html", read_options={"selection": tmp_path / "sel.html"})

@@ -187,7 +187,7 @@ def _check_options(fmt: str, *, transpose: bool, coords: object, selection: obje
     if coords is not None and fmt not in ("table", "h5ad"):
         msg = f"coords= (--coords) applies to generic tables and .h5ad files; format {fmt!r} brings its own positions."
         raise InputError(msg)
-    if selection is not None and fmt != "st":
+    if selection is not None and selection is not False and fmt != "st":  # False (no spot file) fits any format
         msg = f"selection= (--selection) applies to ST count tables only, not to format {fmt!r}."
         raise InputError(msg)
     unknown = sorted(set(options) - set(_OPTIONS[fmt]))

@@ -78,9 +78,9 @@ def find_selection(path: Path) -> Path | None:
 
 
 def _read_selection(selection: Path) -> pd.DataFrame:
-    if not selection.exists():
+    if not selection.is_file():
         msg = (
-            f"selection file {selection} does not exist: pass the ST spot file (*_selection.tsv) or "
+            f"selection file {selection} is not a file: pass the ST spot file (*_selection.tsv) or "
             "selection=False (--selection none)."
         )
         raise InputError(msg)

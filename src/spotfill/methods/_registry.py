@@ -84,8 +84,7 @@ def make_method(name: str, **params: Any) -> BaseImputer:
         if key in params and key not in valid:
             value = params.pop(key)
             if key == "device" and _asks_for_gpu(value):
-                msg = f"method {spec.name!r} runs on the CPU only; device={value!r} is ignored."
-                warnings.warn(msg, SpotfillWarning, stacklevel=2)
+                warnings.warn(_cpu_only_message(spec.name, value), SpotfillWarning, stacklevel=2)
     kwargs.update(params)
     for key in _none_options(spec.cls):
         if key in kwargs and kwargs[key] is None:
@@ -96,11 +95,19 @@ def make_method(name: str, **params: Any) -> BaseImputer:
 
 
 def _asks_for_gpu(device: Any) -> bool:
-    """Whether ``device`` names something other than the CPU (``"cuda"``, ``"cuda:1"``, a torch device)."""
+    """Whether ``device`` asks for a GPU (``"cuda"``, ``"cuda:1"``, a torch device).
+
+    A name that is no device raises an :class:`~spotfill.InputError`, as it does for the methods that take one.
+    """
     if device is None:
         return False
-    text = str(device).strip().lower()
-    return text not in ("auto", "cpu") and not text.startswith("cpu:")
+    from ..train import device_type
+
+    return device_type(device) == "cuda"
+
+
+def _cpu_only_message(name: str, device: Any) -> str:
+    return f"method {name!r} runs on the CPU only; device={device!r} is ignored."
 
 
 def _none_options(cls: type[BaseImputer]) -> list[str]:

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 
 from .._errors import InputError
 
-__all__ = ["cpu_threads", "resolve_device"]
+__all__ = ["cpu_threads", "device_type", "resolve_device"]
+
+
+def device_type(device: str | torch.device) -> Literal["auto", "cpu", "cuda"]:
+    """Check a device option's name (without asking whether CUDA is there) and return its kind.
+
+    Raises
+    ------
+    InputError
+        The option is not ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or such a :class:`torch.device`.
+    """
+    name = str(device) if isinstance(device, torch.device) else str(device).strip().lower()
+    if name == "auto":
+        return "auto"
+    try:
+        kind = torch.device(name).type
+    except (RuntimeError, ValueError):
+        msg = f"device={device!r} is not a device name: use 'auto', 'cpu' or 'cuda' (or 'cuda:<index>')."
+        raise InputError(msg) from None
+    if kind not in ("cpu", "cuda"):
+        msg = f"device={device!r} is not supported: use 'auto', 'cpu' or 'cuda'."
+        raise InputError(msg)
+    return "cpu" if kind == "cpu" else "cuda"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -30,17 +53,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     InputError
         CUDA was asked for but is not available, or the option is not a device name.
     """
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device).strip().lower()
-    if name == "auto":
+    if device_type(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        msg = f"device={device!r} is not a device name: use 'auto', 'cpu' or 'cuda' (or 'cuda:<index>')."
-        raise InputError(msg) from None
+    dev = torch.device(str(device) if isinstance(device, torch.device) else str(device).strip().lower())
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             msg = (
@@ -51,9 +66,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             msg = f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
             raise InputError(msg)
-    elif dev.type != "cpu":
-        msg = f"device={device!r} is not supported: use 'auto', 'cpu' or 'cuda'."
-        raise InputError(msg)
     return dev
 
 
