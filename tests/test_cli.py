@@ -532,3 +532,13 @@ def test_benchmark_takes_a_selection_file_for_one_dataset_only_and_protects_it(t
     folder.mkdir()
     message = one_line_error(capsys, main(["info", str(run / "S1.tsv"), "--selection", str(folder)]))
     assert f"selection file {folder} is not a file" in message
+
+
+def test_benchmark_refuses_read_options_when_no_dataset_is_read_from_a_file(tmp_path, capsys):
+    args = ["--methods", "mean", "--protocol", "p2", "--in-process", "--out", str(tmp_path / "r.csv")]
+    code = main(["benchmark", "synthetic:60x10", "--format", "gem", "--selection", "none", *args])
+    assert one_line_error(capsys, code) == (
+        "spotfill: error: read options (format, selection) apply to data read from files, but every dataset here "
+        "is synthetic or an AnnData: leave them out."
+    )
+    assert not (tmp_path / "r.csv").exists()

@@ -542,6 +542,12 @@ def run_benchmark(
         seeds = [int(s) for s in seeds]
         seeds_of = {p: tuple(seeds) for p in protocols}
     read_options = dict(read_options or {})
+    if read_options and all(isinstance(d, AnnData) or _SYNTHETIC.match(str(d)) for d in data):
+        msg = (
+            f"read options ({', '.join(sorted(read_options))}) apply to data read from files, but every dataset "
+            "here is synthetic or an AnnData: leave them out."
+        )
+        raise InputError(msg)
     if read_options.get("coords") is not None and len(data) != 1:
         msg = f"coords= (--coords) names the coordinates of one count table, but {len(data)} datasets were given."
         raise InputError(msg)
