@@ -266,6 +266,11 @@ def test_names_are_text_whatever_they_look_like(tmp_path):
     bad.loc[0, "seed"] = "<b>0</b>"
     with pytest.raises(InputError, match="seed column must hold whole numbers"):
         report(bad, out=tmp_path / "b.html")
+    for value, shown in [(np.inf, "'inf'"), (1e30, "'1e+30'"), (-1, "'-1'")]:  # inf passed a rounding test
+        bad = df.copy().astype({"seed": object})
+        bad.loc[0, "seed"] = value
+        with pytest.raises(InputError, match=re.escape(f"from 0 to 2**32 - 1, found {shown}")):
+            report(bad, out=tmp_path / "b.html")
     with pytest.raises(InputError, match="no rows"):
         report(df.iloc[:0], out=tmp_path / "b.html")
 

@@ -96,9 +96,11 @@ def _read_results(results: str | Path | pd.DataFrame) -> pd.DataFrame:
             raise InputError(msg)
         df[col] = df[col].astype(str)
     seeds = pd.to_numeric(df["seed"], errors="coerce")
-    if seeds.isna().any() or not np.all(seeds == np.round(seeds)):
-        bad = df["seed"][seeds.isna() | (seeds != np.round(seeds))].iloc[0]
-        msg = f"the results table's seed column must hold whole numbers, found {bad!r}."
+    # seeds are integers >= 0 and < 2**32 (as the benchmark takes them); inf would pass a rounding test
+    wrong = seeds.isna() | (seeds != np.round(seeds)) | ~seeds.between(0, 2**32 - 1)
+    if wrong.any():
+        bad = df["seed"][wrong].iloc[0]
+        msg = f"the results table's seed column must hold whole numbers from 0 to 2**32 - 1, found {str(bad)!r}."
         raise InputError(msg)
     df["seed"] = seeds.astype(np.int64)
     if "status" not in df:
