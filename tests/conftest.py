@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +65,25 @@ def tiny_counts() -> sp.csr_matrix:
     """A 6 x 4 Poisson(2) count matrix (seed 0)."""
     rng = np.random.default_rng(0)
     return sp.csr_matrix(rng.poisson(2.0, size=(6, 4)).astype(np.float32))
+
+
+@pytest.fixture
+def importable_module(tmp_path, monkeypatch) -> Iterator[Callable[[str, str], str]]:
+    """Write ``source`` as a module ``name`` importable for this test only; returns ``name``.
+
+    For external methods (``module:function``) in the benchmark's tests.
+    """
+    import sys
+
+    written: list[str] = []
+
+    def make(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        sys.modules.pop(name, None)
+        written.append(name)
+        return name
+
+    yield make
+    for name in written:
+        sys.modules.pop(name, None)

@@ -5,6 +5,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,56 @@ def test_halra_small_search_counts_the_spots_and_genes_it_keeps(monkeypatch):
     X[:, 90:] = 1  # every gene expressed: halra's own 100-component search
     peers._local_halra(sp.csr_matrix(X), np.zeros((150, 2)), n_iter=2, quantile_prob=0.001, seed=0)
     assert calls == {"rank": None}
+
+
+def test_magic_with_an_identity_tool_gives_the_counts_back_with_empty_spots_in_place(monkeypatch):
+    """sqrt of counts scaled to the median library, squared and scaled back: the identity on counts."""
+
+    class MAGIC:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def fit_transform(self, N, genes):
+            assert genes == "all_genes"
+            return N.toarray()
+
+    monkeypatch.setitem(sys.modules, "magic", types.SimpleNamespace(MAGIC=MAGIC))
+    X = np.array([[0, 0, 0], [1, 3, 0], [0, 0, 0], [4, 0, 4], [2, 2, 2]], dtype=np.float32)
+    got = peers.run_magic(sp.csr_matrix(X), np.zeros((5, 2)), n_pca=2)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, X, rtol=1e-6)  # spots 0 and 2 (no counts) predict 0, in place
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stands in for an interpreter")
+def test_the_worker_does_not_inherit_the_peer_interpreter_variables(monkeypatch, tmp_path):
+    """A worker that saw SPOTFILL_PEER_PYTHON* would start yet another worker instead of the tool."""
+    record = tmp_path / "env.txt"
+    exe = tmp_path / "fake-python"
+    exe.write_text(
+        f'#!/bin/sh\nprintf "[%s|%s]" "$SPOTFILL_PEER_PYTHON" "$SPOTFILL_PEER_PYTHON_HALRA" > "{record}"\nexit 3\n'
+    )
+    exe.chmod(0o755)
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON", str(exe))
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_HALRA", str(exe))
+    X = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    with pytest.raises(InputError, match="not installed"):
+        peers.run_halra(X, np.zeros((3, 2)))
+    assert record.read_text() == "[|]"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("halra") is not None, reason="halra is installed here")
+def test_unavailable_reason_asks_the_named_interpreter_for_the_module(monkeypatch):
+    monkeypatch.setenv("SPOTFILL_PEER_PYTHON_HALRA", sys.executable)  # this interpreter: it lacks halra
+    reason = peers.unavailable_reason("halra")
+    assert reason is not None
+    assert "HALRA (halra) is not installed" in reason
+    assert f"(checked in {sys.executable})" in reason
+    # a module that interpreter has: available
+    monkeypatch.setitem(peers.PEER_PACKAGES, "halra", ("HALRA", "halra", "json"))
+    assert peers.unavailable_reason("halra") is None
+
+
+def test_median_nearest_neighbour_distance_by_hand():
+    xy = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [0.0, 3.0]])  # nearest: 2, 2, 2, 3
+    assert peers._median_nn_distance(xy) == pytest.approx(2.0)
+    assert peers._median_nn_distance(np.zeros((3, 2))) == 1.0  # all at one place: no unit

@@ -79,13 +79,9 @@ EXTERNAL = textwrap.dedent(
 
 
 @pytest.fixture
-def ext(tmp_path, monkeypatch):
+def ext(importable_module):
     """An importable module ``bench_ext`` of external methods (on sys.path for this test)."""
-    (tmp_path / "bench_ext.py").write_text(EXTERNAL)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("bench_ext", None)
-    yield "bench_ext"
-    sys.modules.pop("bench_ext", None)
+    return importable_module("bench_ext", EXTERNAL)
 
 
 def _adata(n_side: int = 6, n_genes: int = 8, seed: int = 0) -> AnnData:

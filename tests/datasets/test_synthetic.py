@@ -6,7 +6,9 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
 
+import spotfill
 from spotfill import InputError
 from spotfill.datasets import _synthetic, synthetic
 
@@ -237,3 +239,31 @@ def test_growing_csr_buffer_matches_scipy():
     np.testing.assert_array_equal(X.indptr, [0, 1, 1, 4, 6, 9])
     assert X.indices.dtype == np.int32
     assert X.data.dtype == np.float32
+
+
+def test_domain_centres_are_well_separated():
+    """The best separated of eight draws: no two of five centres closer than 0.2 of the tissue's side.
+
+    (Five random centres have a closest pair under 0.2 apart about half the time.)
+    """
+    for seed in range(8):
+        adata = spotfill.datasets.synthetic(400, 10, platform="st", seed=seed, truth=False)
+        centres = np.asarray(adata.uns["synthetic"]["domain_centres"])
+        assert pdist(centres).min() >= 0.2, seed
+
+
+def test_no_progress_bar_unless_asked(capsys):
+    spotfill.datasets.synthetic(300, 10, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_default_depth_is_a_quarter_count_per_gene():
+    adata = spotfill.datasets.synthetic(2000, 40, seed=0, truth=False)
+    assert adata.uns["synthetic"]["depth"] == 10.0
+    assert adata.obs["library_size"].mean() == pytest.approx(10.0, rel=0.05)  # log-normal of mean depth
+
+
+@pytest.mark.parametrize("option", ["library_sd", "gene_sd", "domain_sd", "field_sd"])
+def test_negative_spreads_are_refused(option):
+    with pytest.raises(spotfill.InputError, match=f"{option} must be a finite number >= 0"):
+        spotfill.datasets.synthetic(50, 10, **{option: -1.0})

@@ -311,3 +311,88 @@ def test_report_takes_a_selection_file_for_one_dataset_only_and_protects_it(tmp_
         report(results, data=two, out=tmp_path / "r.html", read_options={"selection": selection})
     with pytest.raises(InputError, match="sel.html: it is one of the input files"):  # the spot file is an input
         report(results, data=two[:1], out=tmp_path / "sel.html", read_options={"selection": tmp_path / "sel.html"})
+
+
+COLS = ["dataset", "n_spots", "n_genes", "protocol", "method", "seed", "metric", "value", "status", "error"]
+
+
+def test_a_partly_failed_method_does_not_take_the_best_from_the_others(tmp_path):
+    """Flaky's mean (0.1) beats good's (0.5) but two of its seeds failed: good is the best of the column."""
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append(("d", 10, 5, "p2", "good", seed, "nll", 0.5, "ok", ""))
+        rows.append(("d", 10, 5, "p2", "worse", seed, "nll", 0.9, "ok", ""))
+        if seed == 0:
+            rows.append(("d", 10, 5, "p2", "flaky", seed, "nll", 0.1, "ok", ""))
+        else:
+            rows.append(("d", 10, 5, "p2", "flaky", seed, "seconds", np.nan, "failed", "out of memory"))
+    text = report(pd.DataFrame(rows, columns=COLS), out=tmp_path / "r.html").read_text()
+    assert text.count('<td class="best">') == 1
+    assert '<td class="best">0.5 &plusmn; 0</td>' in text
+
+
+def test_a_single_method_is_never_highlighted_best(tmp_path):
+    rows = [("d", 10, 5, "p2", "only", seed, "nll", 0.5 + seed, "ok", "") for seed in (0, 1)]
+    text = report(pd.DataFrame(rows, columns=COLS), out=tmp_path / "r.html").read_text()
+    assert "<td>1 &plusmn; 0.71</td>" in text  # mean 1, sample sd 0.71, not highlighted
+    assert 'class="best"' not in text
+
+
+def test_a_fractional_seed_is_refused(tmp_path):
+    rows = [("d", 10, 5, "p2", "m", 0.5, "nll", 1.0, "ok", "")]
+    with pytest.raises(InputError, match="whole numbers"):
+        report(pd.DataFrame(rows, columns=COLS), out=tmp_path / "r.html")
+
+
+def test_the_cost_table_shows_base_mb_when_measured(tmp_path):
+    rows = [
+        ("synthetic:10x5", 10, 5, "p5", "m", 0, metric, value, "ok", "")
+        for metric, value in (("seconds", 1.0), ("peak_mb", 200.0), ("base_mb", 150.0))
+    ]
+    text = report(pd.DataFrame(rows, columns=COLS), out=tmp_path / "r.html").read_text()
+    assert "<th>P5 base_mb</th>" in text
+    assert "<td>150</td>" in text
+
+
+def test_cost_figure_data_average_the_seeds_that_succeeded():
+    from spotfill.plotting._report import _cost_frame
+
+    rows = [
+        ("d", 10, 5, "p5", "m", 0, "seconds", 2.0, "ok", ""),
+        ("d", 10, 5, "p5", "m", 1, "seconds", 100.0, "failed", "over time (> 100 s)"),
+        ("d", 10, 5, "p5", "m", 2, "seconds", 4.0, "ok", ""),
+        ("d", 10, 5, "p5", "dead", 0, "seconds", 7.0, "failed", "boom"),
+        ("d", 10, 5, "p1", "m", 0, "seconds", 50.0, "ok", ""),  # P5 is there: the other protocols' costs are not
+    ]
+    cost = _cost_frame(pd.DataFrame(rows, columns=COLS)).set_index("method")
+    assert cost.loc["m", "mean"] == pytest.approx(3.0)  # the failed seed's 100 s is left out
+    assert not cost.loc["m", "failed"]  # partly failed: drawn with the ok seeds' mean
+    assert np.isnan(cost.loc["dead", "mean"])
+    assert cost.loc["dead", "failed"]
+
+
+def test_data_panels_hold_out_the_entries_of_the_seed_asked_for(tmp_path):
+    def held_out_figure(seed: int) -> str:
+        rows = [("synthetic:36x6", 36, 6, "p1", "libsize_mean", seed, "rmse", 1.0, "ok", "")]
+        out = report(pd.DataFrame(rows, columns=COLS), data="synthetic:36x6", seed=seed, out=tmp_path / f"r{seed}.html")
+        (img,) = re.findall(r'<img alt="predicted vs true" src="([^"]+)"', out.read_text())
+        return img
+
+    assert held_out_figure(0) != held_out_figure(1)  # libsize_mean ignores the seed: only the P1 mask differs
+
+
+def test_a_protocol_whose_every_call_failed_still_gets_its_score_column(tmp_path):
+    rows = [
+        ("d", 10, 5, "p2", "m", 0, "seconds", np.nan, "failed", "ValueError: boom"),
+        ("d", 10, 5, "p2", "m", 0, "peak_mb", np.nan, "failed", "ValueError: boom"),
+    ]
+    text = report(pd.DataFrame(rows, columns=COLS), out=tmp_path / "r.html").read_text()
+    assert "<h3>Scores</h3><table><tr><th>method</th><th>P2 nll</th></tr>" in text
+    assert text.count('<td class="failed">failed: ValueError: boom</td>') == 3  # nll, seconds, peak_mb
+
+
+def test_panels_show_at_most_six_methods(tmp_path):
+    methods = ["libsize_mean", "mean", "median", "mode", "knn", "spatial_knn", "interpolate"]  # seven
+    rows = [("synthetic:36x6", 36, 6, "p1", m, 0, "rmse", 1.0, "ok", "") for m in methods]
+    text = report(pd.DataFrame(rows, columns=COLS), data="synthetic:36x6", out=tmp_path / "r.html").read_text()
+    assert "Panels show the first 6 methods." in text

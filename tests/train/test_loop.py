@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
+import pickle
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
-from spotfill import InputError
+from spotfill import InputError, SpotfillError
 from spotfill.nn import BaseModule, LossOutput
-from spotfill.train import History, TrainConfig, load_state, resolve_device, save_model, train
+from spotfill.train import History, TrainConfig, load_mask, load_state, resolve_device, save_model, train
 
 
 class Scalar(BaseModule):
@@ -248,3 +252,104 @@ def test_saved_files_follow_the_umask(tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"model.pt": 0o644, "params.json": 0o644, "mask.npz": 0o644}
+
+
+class Noisy(BaseModule):
+    """Squared error to a target plus torch noise drawn in every loss: the result depends on torch's RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(0.0))
+
+    def loss(self, batch: torch.Tensor) -> LossOutput:
+        noise = torch.randn(batch.shape)
+        return LossOutput(loss=((self.theta - batch - noise) ** 2).mean(), n_obs=batch.numel())
+
+
+def _batches(rng: np.random.Generator):
+    data = torch.arange(8, dtype=torch.float32)
+    order = torch.from_numpy(rng.permutation(8))
+    return [data[order[i : i + 4]] for i in range(0, 8, 4)]
+
+
+def test_the_seed_fixes_torch_randomness_inside_the_loop_whatever_the_global_state():
+    def run(global_seed: int) -> float:
+        torch.manual_seed(global_seed)  # the caller's state: must not matter
+        m = Noisy()
+        config = TrainConfig(max_epochs=3, lr=0.05, seed=7, patience=None, progress=False)
+        train(m, train_batches=_batches, config=config)
+        return m.theta.item()
+
+    assert run(1) == run(2)
+
+
+class ScalarAtOneAndAHalf(BaseModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(1.5))
+
+
+class _NotATensor:
+    """Any picklable object: a model file holding one could run code when unpickled."""
+
+
+def test_a_model_file_holding_arbitrary_objects_is_refused(tmp_path):
+    folder = save_model(tmp_path / "m", ScalarAtOneAndAHalf(), {}, None)
+    torch.save({"theta": _NotATensor()}, folder / "model.pt")
+    meta = json.loads((folder / "params.json").read_text())
+    del meta["files"]  # as written before spotfill recorded digests: read unchecked
+    (folder / "params.json").write_text(json.dumps(meta))
+    with pytest.raises(pickle.UnpicklingError):
+        load_state(folder)
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "xpu"])
+def test_devices_other_than_cpu_and_cuda_are_refused(device):
+    with pytest.raises(InputError, match="not supported"):
+        resolve_device(device)
+
+
+class ModeSpy(BaseModule):
+    """Records whether each training batch ran in training mode (dropout, batch norm depend on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(0.0))
+        self.modes: list[bool] = []
+
+    def loss(self, batch: str) -> LossOutput:
+        if batch == "train":
+            self.modes.append(self.training)
+        return LossOutput(loss=(self.theta - 1.0) ** 2, n_obs=1)
+
+
+def test_every_epoch_trains_in_training_mode_after_the_previous_validation():
+    m = ModeSpy()
+    config = TrainConfig(max_epochs=3, lr=0.1, patience=None, progress=False)
+    train(m, train_batches=lambda rng: ["train"], val_batches=lambda: ["val"], config=config)
+    assert m.modes == [True, True, True]
+    assert not m.training  # left in eval mode
+
+
+def test_an_epoch_without_batches_is_a_clear_error():
+    with pytest.raises(SpotfillError, match="no batches"):
+        train(ModeSpy(), train_batches=lambda rng: [], config=TrainConfig(max_epochs=2, progress=False))
+
+
+def test_batch_size_below_one_is_refused():
+    with pytest.raises(InputError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0).validate()
+
+
+def test_a_mask_of_another_shape_is_refused_and_numpy_flags_stay_booleans(tmp_path):
+    mask = sp.csr_matrix(np.array([[True, False], [False, True]]))
+    folder = save_model(tmp_path / "m", ScalarAtOneAndAHalf(), {"flag": np.bool_(True)}, ["a", "b"], mask=mask)
+    _, meta = load_state(folder)
+    assert meta["params"] == {"flag": True}
+    assert load_mask(folder, (2, 2)).toarray().tolist() == [[True, False], [False, True]]
+    with pytest.raises(InputError, match="mask"):
+        load_mask(folder, (3, 2))
+
+
+def test_device_names_are_read_whatever_their_case_and_spacing():
+    assert resolve_device(" CPU ") == torch.device("cpu")
