@@ -15,7 +15,7 @@ from .._errors import InputError
 from .._logging import logger, warn
 from .._validation import check_seed, get_coords, get_counts, warn_non_integer
 from ._base import BaseImputer
-from ._registry import _asks_for_gpu, _cpu_only_message, get_method, make_method
+from ._registry import build_method, get_method
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -145,11 +145,7 @@ def impute(
         est, name = method, _instance_name(method)
     elif isinstance(method, str):
         spec = get_method(method)
-        if "device" not in spec.cls._param_names():  # the warning names the caller's line, not make_method's
-            if _asks_for_gpu(device):
-                warn(_cpu_only_message(spec.name, device))
-            device = "auto"
-        est = make_method(method, seed=seed, device=device, **params)
+        est = build_method(method, {"seed": seed, "device": device, **params})
         name = spec.name
     else:
         msg = f"method must be a registered name or an estimator instance, got {type(method).__name__}."

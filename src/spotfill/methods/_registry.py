@@ -77,6 +77,14 @@ def make_method(name: str, **params: Any) -> BaseImputer:
     include ``"none"`` but not ``None`` (``shrink``, ``data_transform``) is that option: the command
     line's ``--param shrink=none`` arrives as ``None``.
     """
+    return build_method(name, params)
+
+
+def build_method(name: str, params: dict[str, Any]) -> BaseImputer:
+    """Do :func:`make_method`'s work, for it and for :func:`spotfill.impute`.
+
+    Called straight from either, so that the device warning names the line that called them.
+    """
     spec = get_method(name)
     valid = set(spec.cls._param_names())
     kwargs = dict(spec.preset)
@@ -84,7 +92,8 @@ def make_method(name: str, **params: Any) -> BaseImputer:
         if key in params and key not in valid:
             value = params.pop(key)
             if key == "device" and _asks_for_gpu(value):
-                warnings.warn(_cpu_only_message(spec.name, value), SpotfillWarning, stacklevel=2)
+                msg = f"method {spec.name!r} runs on the CPU only; device={value!r} is ignored."
+                warnings.warn(msg, SpotfillWarning, stacklevel=3)  # 3: the caller of make_method or impute
     kwargs.update(params)
     for key in _none_options(spec.cls):
         if key in kwargs and kwargs[key] is None:
@@ -104,10 +113,6 @@ def _asks_for_gpu(device: Any) -> bool:
     from ..train import device_type
 
     return device_type(device) == "cuda"
-
-
-def _cpu_only_message(name: str, device: Any) -> str:
-    return f"method {name!r} runs on the CPU only; device={device!r} is ignored."
 
 
 def _none_options(cls: type[BaseImputer]) -> list[str]:
