@@ -548,17 +548,9 @@ def run_benchmark(
             "here is synthetic or an AnnData: leave them out."
         )
         raise InputError(msg)
-    if read_options.get("coords") is not None and len(data) != 1:
-        msg = f"coords= (--coords) names the coordinates of one count table, but {len(data)} datasets were given."
-        raise InputError(msg)
-    if read_options.get("selection") not in (None, False) and len(data) != 1:
-        msg = (
-            f"selection= (--selection) names the spot file of one ST section, but {len(data)} datasets were given: "
-            "benchmark them one at a time, or use selection=False (--selection none)."
-        )
-        raise InputError(msg)
-    extra = [read_options[k] for k in ("coords", "selection") if read_options.get(k) not in (None, False)]
-    extra += _folder_inputs(data)
+    from ..io._read import read_option_files
+
+    extra = read_option_files(read_options, len(data)) + _folder_inputs(data)
     out_path = (
         None
         if out is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -17,7 +18,7 @@ from ._st import looks_like_st, read_st
 from ._table import attach_coords, is_table, read_table
 from ._visium import find_spaceranger, read_visium
 
-__all__ = ["Format", "detect_format", "read"]
+__all__ = ["Format", "detect_format", "read", "read_option_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,27 @@ def read(
         _validate(adata, src, fmt, transpose=transpose)
     logger.info("read %s (%s): %d spots x %d genes", src, fmt, adata.n_obs, adata.n_vars)
     return adata
+
+
+def read_option_files(read_options: Mapping[str, object], n_datasets: int, *, datasets: str = "datasets") -> list:
+    """Return the files named by read options (``coords``, ``selection``), refusing them for several datasets.
+
+    A coordinates table or an ST spot file belongs to one dataset: given with several, the others would
+    silently take its positions. Callers that read several datasets with the same options (the
+    benchmark, the report) call this first, and protect the files it returns from their outputs.
+    ``datasets`` is how the caller's message names them (``"--data"`` for the report).
+    """
+    files = {key: read_options[key] for key in ("coords", "selection") if read_options.get(key) not in (None, False)}
+    if n_datasets != 1 and "coords" in files:
+        msg = f"coords= (--coords) names the coordinates of one count table, but {n_datasets} {datasets} were given."
+        raise InputError(msg)
+    if n_datasets != 1 and "selection" in files:
+        msg = (
+            f"selection= (--selection) names the spot file of one ST section, but {n_datasets} {datasets} were "
+            "given: use selection=False (--selection none), or one dataset."
+        )
+        raise InputError(msg)
+    return list(files.values())
 
 
 def _check_options(fmt: str, *, transpose: bool, coords: object, selection: object, options: dict[str, object]) -> None:

@@ -369,17 +369,9 @@ def report(
     elif data is not None:
         data = list(data)
     read_options = dict(read_options or {})
-    if read_options.get("coords") is not None and len(data or ()) != 1:
-        msg = f"coords= (--coords) names the coordinates of one count table, but {len(data or ())} --data were given."
-        raise InputError(msg)
-    if read_options.get("selection") not in (None, False) and len(data or ()) != 1:
-        msg = (
-            f"selection= (--selection) names the spot file of one ST section, but {len(data or ())} --data were "
-            "given: use selection=False (--selection none), or one --data."
-        )
-        raise InputError(msg)
-    protected = [read_options[k] for k in ("coords", "selection") if read_options.get(k) not in (None, False)]
-    inputs = [results, *(data or ()), *protected]
+    from ..io._read import read_option_files
+
+    inputs = [results, *(data or ()), *read_option_files(read_options, len(data or ()), datasets="--data")]
     out = check_output_file(
         out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite
     )
