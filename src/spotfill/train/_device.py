@@ -13,6 +13,10 @@ from .._errors import InputError
 __all__ = ["cpu_threads", "device_type", "resolve_device"]
 
 
+def _name(device: str | torch.device) -> str:
+    return str(device) if isinstance(device, torch.device) else str(device).strip().lower()
+
+
 def device_type(device: str | torch.device) -> Literal["auto", "cpu", "cuda"]:
     """Check a device option's name (without asking whether CUDA is there) and return its kind.
 
@@ -21,7 +25,7 @@ def device_type(device: str | torch.device) -> Literal["auto", "cpu", "cuda"]:
     InputError
         The option is not ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or such a :class:`torch.device`.
     """
-    name = str(device) if isinstance(device, torch.device) else str(device).strip().lower()
+    name = _name(device)
     if name == "auto":
         return "auto"
     try:
@@ -55,7 +59,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """
     if device_type(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(str(device) if isinstance(device, torch.device) else str(device).strip().lower())
+    dev = torch.device(_name(device))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             msg = (
