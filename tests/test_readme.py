@@ -29,7 +29,7 @@ def sample():
 
 def test_readme_python_examples(sample, tmp_path, monkeypatch):
     blocks = _python_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(spotfill, "read", lambda path, **kw: sample)
     X0 = sample.X.copy()
@@ -51,11 +51,15 @@ def test_readme_python_examples(sample, tmp_path, monkeypatch):
     assert "imputed_spotfill" not in adata.obsm  # the genes= table of the first line was replaced too
     assert adata.layers["imputed_spotfill"].shape == adata.shape
 
+    exec(blocks[2], ns)  # noqa: S102 - fit once, predict named genes later
+    np.testing.assert_array_equal(ns["pcp4_mbp"], ns["model"].transform()[:, :2])  # Pcp4, Mbp: the first two genes
+    assert ns["pcp4_mbp"].shape == (adata.n_obs, 2)
+
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(X0)
     held_out = sp.random(*counts.shape, density=0.05, random_state=rng, format="csr").astype(bool)
     ns.update(counts=counts, xy=np.asarray(sample.obsm["spatial"]), held_out=held_out)
-    exec(blocks[2], ns)  # noqa: S102
+    exec(blocks[3], ns)  # noqa: S102
     denoised = ns["denoised"]
     assert denoised.shape == counts.shape
     expected = spotfill.methods.make_method("spatial_knn", n_neighs=6).fit(counts, coords=ns["xy"], mask=held_out)

@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from ._version import __version__
 
-__all__ = ["h5ad_safe", "result_slot", "store_result"]
+__all__ = ["h5ad_safe", "latent_key", "result_slot", "store_result", "stored_latent"]
 
 
 def h5ad_safe(value: Any) -> Any:
@@ -48,6 +48,19 @@ def result_slot(adata: AnnData, key: str) -> str | None:
     return "obsm" if info.get("stored_in") == "obsm" else "layers"
 
 
+def latent_key(key_added: str) -> str:
+    """Return the ``obsm`` / ``varm`` key of the latent representation stored with the result ``key_added``."""
+    return f"{key_added}_latent"
+
+
+def stored_latent(adata: AnnData, key: str) -> str | None:
+    """Return the latent key recorded by the spotfill result ``uns[key]``, if any."""
+    if result_slot(adata, key) is None:
+        return None
+    name = adata.uns[key].get("latent")
+    return name if isinstance(name, str) else None
+
+
 def store_result(
     adata: AnnData,
     values: np.ndarray | sp.spmatrix,
@@ -59,16 +72,30 @@ def store_result(
     connectivity_key: str | None = None,
     extra: Mapping[str, Any] | None = None,
     genes: Sequence[str] | None = None,
+    latent: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Write ``values`` to ``adata.layers[key_added]`` and describe it in ``adata.uns[key_added]``.
 
     With ``genes`` (the names of ``values``' columns, a subset of the genes), ``values`` goes to
-    ``adata.obsm[key_added]`` as a DataFrame instead: a layer must hold every gene.
+    ``adata.obsm[key_added]`` as a DataFrame instead: a layer must hold every gene. ``latent``
+    (spot and gene representations, ``(n_obs, k)`` and ``(n_vars, k)``) goes to
+    ``adata.obsm[latent_key(key_added)]`` and ``adata.varm[latent_key(key_added)]``, named in
+    ``uns[key_added]['latent']``.
     """
     expected = adata.shape if genes is None else (adata.n_obs, len(genes))
     if values.shape != expected:
         msg = f"result has shape {values.shape}, expected {expected}"
         raise ValueError(msg)
+    if latent is not None and (
+        (latent[0].shape[0], latent[1].shape[0]) != adata.shape or latent[0].shape[1:] != latent[1].shape[1:]
+    ):
+        msg = f"latent representation has shapes {latent[0].shape}, {latent[1].shape} for data of shape {adata.shape}"
+        raise ValueError(msg)
+    # an earlier result's latent representation goes with it
+    if (old_latent := stored_latent(adata, key_added)) is not None:
+        for where in (adata.obsm, adata.varm):
+            if old_latent in where:
+                del where[old_latent]
     # an earlier spotfill result under this key is replaced whole: its entry in the other slot goes too
     old_slot, new_slot = result_slot(adata, key_added), ("layers" if genes is None else "obsm")
     if old_slot not in (None, new_slot) and key_added in getattr(adata, old_slot):
@@ -88,6 +115,10 @@ def store_result(
     if genes is not None:
         info["stored_in"] = "obsm"
         info["genes"] = [str(g) for g in genes]
+    if latent is not None:
+        name = latent_key(key_added)
+        adata.obsm[name], adata.varm[name] = latent
+        info["latent"] = name
     if extra:
         info.update(h5ad_safe(dict(extra)))
     adata.uns[key_added] = info

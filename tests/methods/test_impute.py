@@ -544,3 +544,50 @@ def test_a_gpu_device_for_a_cpu_method_warns_at_the_callers_line(adata):
     assert [(Path(w.filename).name, str(w.message)) for w in caught] == [
         ("test_impute.py", "method 'mean' runs on the CPU only; device='cuda' is ignored.")
     ]
+
+
+def test_the_default_model_stores_its_latent_representation(adata, tmp_path):
+    impute(adata, "spotfill", n_latent=3, smooth=0.5, max_iter=30)
+    model = make_method("spotfill", n_latent=3, smooth=0.5, max_iter=30, seed=0).fit(
+        adata.X, graph=adata.obsp["spatial_connectivities"]
+    )
+    name = "imputed_spotfill_latent"
+    assert adata.uns["imputed_spotfill"]["latent"] == name
+    assert adata.obsm[name].dtype == adata.varm[name].dtype == np.float32
+    np.testing.assert_allclose(adata.obsm[name], model.loadings_, rtol=1e-6)
+    np.testing.assert_allclose(adata.varm[name], model.factors_, rtol=1e-6)
+    np.testing.assert_allclose(adata.varm[name].sum(0), 1, rtol=1e-5)  # programmes: shares of the genes
+    # the layer is the library size times loadings @ programmes.T (then the posterior at non-zeros)
+    zeros = adata.X.toarray() == 0
+    lib = np.asarray(adata.X.sum(1))
+    np.testing.assert_allclose(
+        adata.layers["imputed_spotfill"][zeros], (lib * (adata.obsm[name] @ adata.varm[name].T))[zeros], rtol=1e-4
+    )
+    spotfill.write(adata, tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    np.testing.assert_array_equal(back.obsm[name], adata.obsm[name])
+    np.testing.assert_array_equal(back.varm[name], adata.varm[name])
+    # also with genes=; a method without one removes the earlier result's representation
+    impute(adata, "spotfill", n_latent=2, smooth=0, max_iter=20, genes=["g1"])
+    assert adata.obsm[name].shape == (adata.n_obs, 2)
+    assert adata.varm[name].shape == (adata.n_vars, 2)
+    impute(adata, "mean", key_added="imputed_spotfill")
+    assert name not in adata.obsm
+    assert name not in adata.varm
+    assert "latent" not in adata.uns["imputed_spotfill"]
+    impute(adata, "mean")
+    assert "imputed_mean_latent" not in adata.obsm
+    assert "latent" not in adata.uns["imputed_mean"]
+
+
+def test_a_foreign_entry_under_the_latent_key_is_refused(adata):
+    for where in ("obsm", "varm"):
+        data = adata.copy()
+        n = data.n_obs if where == "obsm" else data.n_vars
+        getattr(data, where)["res_latent"] = np.ones((n, 1))
+        with pytest.raises(InputError, match=rf"overwrite adata\.{where}\['res_latent'\]"):
+            impute(data, "spotfill", key_added="res", n_latent=2, smooth=0, max_iter=10)
+        np.testing.assert_array_equal(getattr(data, where)["res_latent"], 1.0)
+        assert "res" not in data.layers
+        impute(data, "mean", key_added="res")  # a method without a representation does not touch it
+        np.testing.assert_array_equal(getattr(data, where)["res_latent"], 1.0)

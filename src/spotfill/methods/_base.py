@@ -103,6 +103,9 @@ class BaseImputer(BaseEstimator):
     uses_graph: ClassVar[bool] = False
     #: Whether the method uses spot coordinates (passed as ``coords=``).
     uses_coords: ClassVar[bool] = False
+    #: Whether the fitted method has a latent representation (:meth:`_latent`) that
+    #: :func:`spotfill.impute` stores in ``obsm`` / ``varm``.
+    has_latent: ClassVar[bool] = False
 
     # --- scikit-learn style parameter handling -------------------------------------------------
     @classmethod
@@ -266,6 +269,14 @@ class BaseImputer(BaseEstimator):
         recorded for the graph it passes to :meth:`fit`; a plain matrix carries none. No check by
         default.
         """
+
+    def _latent(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return the fitted spot and gene representations (``(n_spots, k)``, ``(n_genes, k)``), if any.
+
+        Methods with ``has_latent = True`` return them; :func:`spotfill.impute` stores them in
+        ``obsm`` and ``varm``.
+        """
+        return None
 
     def _selected_params(self) -> dict[str, Any]:
         """Values the fit chose for parameters given as ``"auto"`` (recorded by :func:`spotfill.impute`)."""

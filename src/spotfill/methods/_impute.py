@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._anndata import result_slot, store_result
+from .._anndata import latent_key, result_slot, store_result, stored_latent
 from .._errors import InputError
 from .._logging import logger, warn
 from .._validation import check_seed, get_coords, get_counts, warn_non_integer
@@ -119,10 +119,17 @@ def impute(
         Imputed expected counts, spots x genes (``X`` is never modified).
     ``adata.obsm[key_added]``
         Instead of the layer when ``genes`` is given: a DataFrame of the imputed genes.
+    ``adata.obsm[key_added + "_latent"]``, ``adata.varm[key_added + "_latent"]``
+        For methods with a latent representation (the default model): the spot representation,
+        spots x ``k`` (the default model's smoothed loadings: each spot's share of every gene
+        programme, rows summing to about 1; a representation for domains, e.g.
+        ``sc.pp.neighbors(adata, use_rep="imputed_spotfill_latent")``), and the gene
+        representation, genes x ``k`` (its programmes, columns summing to 1). Also with ``genes``.
     ``adata.uns[key_added]``
         ``method``, ``params``, ``layer``, ``connectivity_key``, ``version`` and ``seconds`` (and with
         ``genes``: ``genes`` and ``stored_in="obsm"``; for the default method, ``selected``: the
-        ``n_latent``, ``smooth``, ``smooth_steps`` and number of updates its automatic tuning chose).
+        ``n_latent``, ``smooth``, ``smooth_steps`` and number of updates its automatic tuning chose,
+        and ``latent``: the ``obsm`` / ``varm`` key above).
     """
     check_seed(seed)
     if copy:
@@ -189,7 +196,7 @@ def impute(
             names = adata.obs[library_key].to_numpy()
             coords = _separate_sections(coords, sections, names, est, library_key)
     # after the graph is built (it writes uns['spatial_neighbors']), before the long fit
-    _check_key_added(adata, key_added, layer=layer, slot="layers" if genes is None else "obsm")
+    _check_key_added(adata, key_added, layer=layer, slot="layers" if genes is None else "obsm", latent=est.has_latent)
 
     t0 = time.perf_counter()
     Y = est.fit(X, graph=graph, coords=coords, mask=mask).transform(genes=gene_idx)
@@ -211,6 +218,7 @@ def impute(
             **({"selected": sel} if (sel := est._selected_params()) else {}),
         },
         genes=None if gene_idx is None else list(adata.var_names[gene_idx]),
+        latent=est._latent(),
     )
     return adata if copy else None
 
@@ -220,7 +228,7 @@ _RESERVED_KEYS = frozenset({"spatial"})
 _GRAPH_SUFFIXES = ("_neighbors", "_connectivities", "_distances")
 
 
-def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) -> None:
+def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str, latent: bool = False) -> None:
     """Refuse a ``key_added`` that would overwrite the input or an entry spotfill did not write.
 
     Re-running with the key of an earlier result replaces it, as scanpy does (the earlier result's
@@ -257,6 +265,9 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str) 
         for where in (slot, *(w for w in ("layers", "obsm") if w != slot), "uns")
         if key in getattr(adata, where) and where != old and not (where == "uns" and old)
     ]
+    if latent:
+        name, own = latent_key(key), stored_latent(adata, key)
+        taken += [f"{where}[{name!r}]" for where in ("obsm", "varm") if name in getattr(adata, where) and name != own]
     if taken:
         msg = (
             f"key_added={key!r} would overwrite adata.{taken[0]}, which is not a spotfill result; "

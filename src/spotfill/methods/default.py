@@ -745,6 +745,7 @@ class SpotfillModel(BaseImputer):
     """
 
     uses_graph = True
+    has_latent = True
 
     def __init__(
         self,
@@ -1047,6 +1048,11 @@ class SpotfillModel(BaseImputer):
         for s in range(0, L.shape[0], step):
             out[s : s + step] = L[s : s + step] @ V.T
         return out
+
+    def _latent(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the smoothed spot loadings ``S U`` and the gene programmes ``V`` (float32)."""
+        self._check_fitted()
+        return self.loadings_.astype(np.float32), self.factors_.astype(np.float32)
 
     def _selected_params(self) -> dict[str, Any]:
         return {
