@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import shutil
 
 import anndata as ad
 import numpy as np
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import spotfill
 import spotfill.io._write as write_module
 from spotfill import InputError
 from spotfill.io import _write, read, write
@@ -77,6 +80,39 @@ def test_failed_write_leaves_target_and_no_temp(tmp_path, adata, monkeypatch):
         write(adata, target, overwrite=True)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_h5ad_size_counts_every_array_as_stored(tmp_path, adata):
+    # X: 3 float32 values + 3 int32 indices + 3 int32 pointers; layer 6 float32; coordinates 4 float64
+    arrays = 3 * 4 + 3 * 4 + 3 * 4 + 6 * 4 + 4 * 8
+    tables = int(adata.obs.memory_usage(deep=True).sum() + adata.var.memory_usage(deep=True).sum())
+    assert write_module.h5ad_size(adata) == arrays + tables
+    adata.uns["img"] = {"hires": np.zeros((10, 10, 3), dtype=np.uint8)}  # images in uns count too
+    assert write_module.h5ad_size(adata) == arrays + tables + 300
+    big = spotfill.datasets.synthetic(400, 200, seed=0)
+    size = os.path.getsize(write(big, tmp_path / "big.h5ad"))
+    assert 0.9 * size <= write_module.h5ad_size(big) <= 1.1 * size
+    assert size < write_module.h5ad_size(big) + 2**20  # the check's margin covers HDF5's own overhead
+
+
+def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, adata, monkeypatch):
+    target = tmp_path / "out.h5ad"
+    target.write_text("old")
+    free = write_module.h5ad_size(adata) + 2**20
+    monkeypatch.setattr(write_module.shutil, "disk_usage", lambda p: _usage(free - 1))
+    with pytest.raises(OSError, match=r"not enough space \(the data need about 1 MiB and its folder has 1 MiB") as err:
+        write(adata, target, overwrite=True)
+    assert err.value.errno == errno.ENOSPC
+    assert err.value.filename == str(target)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+    monkeypatch.setattr(write_module.shutil, "disk_usage", lambda p: _usage(free))  # just enough
+    write(adata, target, overwrite=True)
+    assert ad.read_h5ad(target).shape == (2, 3)
+
+
+def _usage(free: int):
+    return shutil._ntuple_diskusage(10 * free, 9 * free, free)
 
 
 @pytest.mark.parametrize(("name", "sep"), [("x.csv", ","), ("x.tsv", "\t"), ("x.csv.gz", ",")])

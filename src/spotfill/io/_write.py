@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import logging
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -82,12 +85,51 @@ def write(
     target = check_target(adata, path, overwrite=overwrite, layer=layer)
     kind = _kind(target)
     if kind == "h5ad":
+        _check_free_space(adata, target)
         with atomic_path(target, suffix=".h5ad") as tmp:
             adata.write_h5ad(tmp)
     else:
         _write_table(adata, target, sep="," if kind == "csv" else "\t", layer=layer)
     logger.info("wrote %s", target)
     return target
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the arrays in ``value`` (array, sparse matrix, DataFrame or nested mapping) as ``.h5ad`` stores them."""
+    if sp.issparse(value):
+        return int(value.data.nbytes + value.indices.nbytes + value.indptr.nbytes)
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=True, deep=True).sum())
+    if isinstance(value, Mapping):
+        return sum(_nbytes(v) for v in value.values())
+    return int(getattr(value, "nbytes", 0))
+
+
+def h5ad_size(adata: AnnData) -> int:
+    """Estimate the size in bytes of ``adata`` written (uncompressed) as ``.h5ad``: its arrays and tables."""
+    parts: list[Any] = [adata.X, adata.obs, adata.var, adata.uns]
+    for mapping in (adata.layers, adata.obsm, adata.varm, adata.obsp, adata.varp):
+        parts.extend(mapping.values())
+    if adata.raw is not None:
+        parts += [adata.raw.X, adata.raw.var, *adata.raw.varm.values()]
+    return sum(_nbytes(p) for p in parts)
+
+
+def _check_free_space(adata: AnnData, target: Path) -> None:
+    """Refuse to start an ``.h5ad`` write that cannot fit on the target's disk.
+
+    HDF5 does not fail cleanly on a full disk (h5py 3.x can crash the process), so the space is
+    checked first: the estimated file size plus 1 MiB must be free (the temporary file is written
+    beside ``target`` before it replaces it, so an existing file's space does not count).
+    """
+    need = h5ad_size(adata) + 2**20
+    free = shutil.disk_usage(target.parent).free
+    if free < need:
+        msg = (
+            f"not enough space (the data need about {need / 2**20:.3g} MiB and its folder has "
+            f"{free / 2**20:.3g} MiB free; free some space or write to another disk)"
+        )
+        raise OSError(errno.ENOSPC, msg, str(target))
 
 
 def check_target(
