@@ -591,3 +591,15 @@ def test_a_foreign_entry_under_the_latent_key_is_refused(adata):
         assert "res" not in data.layers
         impute(data, "mean", key_added="res")  # a method without a representation does not touch it
         np.testing.assert_array_equal(getattr(data, where)["res_latent"], 1.0)
+
+
+def test_library_key_for_a_method_that_pools_all_spots_warns_and_is_not_recorded():
+    data = ad.concat({"a": _adata(0), "b": _adata(1)}, label="sample", index_unique="-")
+    pooled = make_method("mean").fit(data.X).transform()
+    with pytest.warns(SpotfillWarning, match="'mean' uses neither the spatial graph nor the coordinates") as rec:
+        impute(data, "mean", library_key="sample")
+    assert rec[0].filename == __file__  # the caller's line
+    assert "library_key" not in data.uns["imputed_mean"]
+    np.testing.assert_array_equal(np.asarray(data.layers["imputed_mean"]), np.asarray(pooled))
+    impute(data, "spatial_knn", library_key="sample")  # a spatial method records it
+    assert data.uns["imputed_spatial_knn"]["library_key"] == "sample"

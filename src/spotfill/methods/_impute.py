@@ -162,6 +162,13 @@ def impute(
     gene_idx = None if genes is None else _gene_indices(adata, genes)
     if est.uses_graph:
         _refuse_distances(adata, connectivity_key)
+    if library_key is not None and not (est.uses_graph or est.uses_coords):
+        warn(
+            f"method {name!r} uses neither the spatial graph nor the coordinates: it pools the spots of all "
+            f"sections, and library_key={library_key!r} (--library-key) has no effect; to impute each section "
+            "separately, impute the subsets adata[adata.obs[library_key] == section].copy().",
+        )
+        library_key = None
     if library_key is None and (est.uses_graph or est.uses_coords):
         library_key = stored_library_key(adata, connectivity_key)
     if library_key is None and est.uses_coords:
