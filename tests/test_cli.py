@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -405,6 +406,23 @@ def test_impute_coord_type_keeps_the_stored_graph_sections(h5ad, tmp_path):
     res = ad.read_h5ad(out)
     assert res.uns["spatial_neighbors"]["params"]["library_key"] == "lib"  # rebuilt per section, as stored
     assert res.uns["imputed_spatial_knn"]["library_key"] == "lib"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the stored key is not forced on a method that pools all spots
+        assert (
+            main(
+                [
+                    "impute",
+                    str(tmp_path / "both.h5ad"),
+                    str(tmp_path / "m.h5ad"),
+                    "--coord-type",
+                    "generic",
+                    "--method",
+                    "mean",
+                ]
+            )
+            == 0
+        )
+    assert "library_key" not in ad.read_h5ad(tmp_path / "m.h5ad").uns["imputed_mean"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

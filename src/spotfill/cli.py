@@ -95,12 +95,11 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             f"result's key ({key!r})."
         )
         raise SpotfillError(msg)
-    library_key = args.library_key
     if args.coord_type is not None:  # the graph is rebuilt as asked (a stored one is replaced), per section as before
         from .graph import spatial_neighbors
         from .methods._impute import stored_library_key
 
-        library_key = library_key if library_key is not None else stored_library_key(adata)
+        library_key = args.library_key if args.library_key is not None else stored_library_key(adata)
         spatial_neighbors(adata, coord_type=args.coord_type, library_key=library_key)
     impute(
         adata,
@@ -110,7 +109,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         genes=genes,
         seed=seed,
         device=device,
-        library_key=library_key,
+        library_key=args.library_key,  # else impute takes the one recorded with the graph, for spatial methods
         **params,
     )
     if genes is not None and table:  # the spots x genes table of the imputed genes
