@@ -360,14 +360,18 @@ def _sample_counts(
     starts = range(0, n, chunk)
     for start in _progress(starts, enabled=show_progress, desc="synthetic", unit="chunk"):
         stop = min(start + chunk, n)
-        mu = factors[start:stop] @ loadings_t
-        mu *= library[start:stop, None]
-        if rate is not None:
-            rate[start:stop] = mu
+        mu = np.empty((stop - start, n_genes), dtype=np.float32)
         for b0 in range(start, stop, RNG_BLOCK):
             b1 = min(b0 + RNG_BLOCK, stop)
+            # one product per block of RNG_BLOCK spots, whatever the chunk: BLAS may round a row differently
+            # when it is part of a larger product, and the data must not depend on chunk_size
+            block = mu[b0 - start : b1 - start]
+            np.matmul(factors[b0:b1], loadings_t, out=block)
+            block *= library[b0:b1, None]
             block_rng = np.random.default_rng(block_seqs[b0 // RNG_BLOCK])
-            out.append(b0, b1 - b0, *_sample_nb(mu[b0 - start : b1 - start], dispersion, block_rng))
+            out.append(b0, b1 - b0, *_sample_nb(block, dispersion, block_rng))
+        if rate is not None:
+            rate[start:stop] = mu
         del mu
     return out.to_csr(), rate
 
