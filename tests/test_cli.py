@@ -560,3 +560,13 @@ def test_benchmark_refuses_read_options_when_no_dataset_is_read_from_a_file(tmp_
         "is synthetic or an AnnData: leave them out."
     )
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_verbose_is_taken_before_or_after_the_command():
+    from spotfill.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["impute", "a.h5ad", "b.h5ad", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "impute", "a.h5ad", "b.h5ad"]).verbose is True
+    assert parser.parse_args(["impute", "a.h5ad", "b.h5ad"]).verbose is False
+    assert parser.parse_args(["methods", "--verbose"]).verbose is True

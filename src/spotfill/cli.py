@@ -176,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spotfill {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    # -v is also taken after the subcommand (spotfill impute ... -v); SUPPRESS keeps the top-level value
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress messages"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_read_options(p: argparse.ArgumentParser) -> None:
@@ -200,16 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
             "one dataset only), or none to use the array positions in the spot names (a file named none: ./none)",
         )
 
-    p = sub.add_parser("info", help="describe a dataset: format, size, sparsity, grid, neighbours, labels")
+    p = sub.add_parser(
+        "info", parents=[verbose], help="describe a dataset: format, size, sparsity, grid, neighbours, labels"
+    )
     p.add_argument("path", help="a dataset: .h5ad, Space Ranger folder, ST or count table, GEM file (see --format)")
     p.add_argument("--layer", default=None, help="describe this layer (e.g. raw counts) instead of X")
     add_read_options(p)
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("methods", help="list the available imputation methods")
+    p = sub.add_parser("methods", parents=[verbose], help="list the available imputation methods")
     p.set_defaults(func=_cmd_methods)
 
-    p = sub.add_parser("impute", help="impute a dataset and write an .h5ad (or a CSV of the result layer)")
+    p = sub.add_parser(
+        "impute", parents=[verbose], help="impute a dataset and write an .h5ad (or a CSV of the result layer)"
+    )
     p.add_argument("input", help="a dataset: .h5ad, Space Ranger folder, ST or count table, GEM file (see --format)")
     p.add_argument(
         "output",
@@ -259,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
+        parents=[verbose],
         help="run the default method on the bundled mouse olfactory bulb data",
         description="Impute the bundled mouse olfactory bulb data; write OUT/mob_imputed.h5ad (the data with the "
         "imputed layer) and OUT/mob_markers.png (four layer markers, raw and imputed), replacing earlier ones.",
@@ -268,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("benchmark", help="score methods with the BENCHMARK.md protocols")
+    p = sub.add_parser("benchmark", parents=[verbose], help="score methods with the BENCHMARK.md protocols")
     p.add_argument(
         "data",
         nargs="+",
@@ -301,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_read_options(p)
     p.set_defaults(func=_cmd_benchmark)
 
-    p = sub.add_parser("report", help="turn a benchmark CSV into a self-contained HTML report")
+    p = sub.add_parser("report", parents=[verbose], help="turn a benchmark CSV into a self-contained HTML report")
     p.add_argument("results")
     p.add_argument(
         "--data",

@@ -402,6 +402,18 @@ def test_load_dataset_labels_and_grid_graph():
     assert "spatial_connectivities" not in ad.obsp  # the user's AnnData is left alone
 
 
+def test_stacked_sections_are_refused_with_what_to_do_instead():
+    import anndata
+
+    from spotfill.benchmark import load_dataset
+
+    one = _adata()
+    both = anndata.concat({"a": one, "b": one}, label="sample", index_unique="-")
+    both.uns["dataset"] = "two"
+    with pytest.raises(InputError, match=r"^two: 36 spot\(s\) share an array position .*scores one section per"):
+        load_dataset(both)
+
+
 def test_scale_series_rows(tmp_path):
     from spotfill.benchmark import scale_series
 

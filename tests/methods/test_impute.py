@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -603,3 +605,16 @@ def test_library_key_for_a_method_that_pools_all_spots_warns_and_is_not_recorded
     np.testing.assert_array_equal(np.asarray(data.layers["imputed_mean"]), np.asarray(pooled))
     impute(data, "spatial_knn", library_key="sample")  # a spatial method records it
     assert data.uns["imputed_spatial_knn"]["library_key"] == "sample"
+
+
+def test_stacked_sections_without_a_graph_warn_for_coordinate_methods():
+    one = _adata(0)
+    both = ad.concat({"a": one, "b": _adata(1)}, label="sample", index_unique="-")  # same positions twice
+    with pytest.warns(SpotfillWarning, match=r"groups of obs\['sample'\] share array positions.*library_key='sample'"):
+        impute(both, "spatial_knn", n_neighs=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        impute(both, "spatial_knn", n_neighs=4, library_key="sample", key_added="apart")
+        impute(one, "spatial_knn", n_neighs=4)  # one section: no repeated position
+        doubled = ad.concat([_adata(0), _adata(0)], index_unique="-")  # repeated positions, but no column of sections
+        impute(doubled, "spatial_knn", n_neighs=4)

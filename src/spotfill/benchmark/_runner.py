@@ -147,7 +147,16 @@ def load_dataset(
     coords = get_coords(adata)
     shell = AnnData(obs=adata.obs[[c for c in ("array_row", "array_col") if c in adata.obs]].copy())
     shell.obsm["spatial"] = coords
-    spatial_neighbors(shell)
+    try:
+        spatial_neighbors(shell)
+    except InputError as err:
+        if "share an array position" not in str(err):
+            raise
+        msg = (
+            f"{name}: {str(err).split(':')[0]}. The benchmark scores one section per dataset and has no "
+            "library_key: write each section to its own file (adata[adata.obs[key] == s].copy()) and pass them all."
+        )
+        raise InputError(msg) from None
     graph = sp.csr_matrix(shell.obsp["spatial_connectivities"])
     labels = None
     if "label" in adata.obs:

@@ -392,9 +392,12 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
     """Warn when the stored graph has no edge between the groups of a categorical obs column.
 
     squidpy's ``spatial_neighbors(library_key=...)`` builds such a graph without recording the
-    column, and a coordinate-based method would then search across the sections.
+    column, and a coordinate-based method would then search across the sections. Without a stored
+    graph, warn when a categorical column separates spots that share an array position (sections
+    stacked with ``anndata.concat``), as the grid builder refuses them.
     """
     if connectivity_key not in adata.obsp:
+        _warn_stacked_sections(adata)
         return
     G = sp.coo_matrix(adata.obsp[connectivity_key])
     if G.nnz == 0:
@@ -408,6 +411,26 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
             warn(
                 f"adata.obsp[{connectivity_key!r}] has no edge between the groups of obs[{column!r}]: if these are "
                 f"sections, pass library_key={column!r}, or spatial_knn/interpolate will search across them"
+            )
+            return
+
+
+def _warn_stacked_sections(adata: AnnData) -> None:
+    """Warn when array positions repeat overall but not within the groups of a categorical obs column."""
+    if "array_row" not in adata.obs or "array_col" not in adata.obs:
+        return
+    pos = adata.obs[["array_row", "array_col"]].reset_index(drop=True)
+    if not pos.duplicated().any():
+        return
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if not isinstance(values.dtype, pd.CategoricalDtype) or not 2 <= values.nunique() <= 100:
+            continue
+        codes = values.cat.codes.to_numpy()
+        if (codes >= 0).all() and not pos.assign(_section=codes).duplicated().any():
+            warn(
+                f"spots of different groups of obs[{column!r}] share array positions: if these are sections, pass "
+                f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them"
             )
             return
 
