@@ -129,7 +129,19 @@ def test_non_integer_array_positions_are_no_grid():
     a.obs["array_row"] = a.obs["array_row"] + 0.5  # not array indices: spatial_neighbors refuses them as a grid
     out = summarize(a)
     assert out["grid"] == "none (generic coordinates)"
-    assert out["neighbours per spot (order 1)"].startswith("min ")  # from a 6-nearest-neighbour graph instead
+    assert out["neighbours per spot (order 1)"] == "not available (spotfill.graph could not build a graph)"
+    # impute's default graph refuses these positions: info says so, with the reason and the fix
+    assert out["spatial graph"].startswith("refused with the defaults: array_row / array_col must be whole numbers")
+    spotfill.graph.spatial_neighbors(a, coord_type="generic")  # a stored graph is what impute uses: nothing to report
+    assert "spatial graph" not in summarize(a)
+
+
+def test_shared_array_positions_are_reported_as_impute_would_refuse_them():
+    a = make(SQUARE + SQUARE[:1])  # the first position twice
+    out = summarize(a)
+    assert out["grid"] == "square (ST-like)"
+    assert "share an array position" in out["spatial graph"]
+    assert "spatial graph" not in summarize(make(SQUARE))
 
 
 def test_a_grid_warning_is_given_once():

@@ -55,7 +55,9 @@ def summarize(
     ``spots x genes``, ``zeros`` (fraction of zero entries), ``counts`` (integer or not),
     ``total counts per spot (median)``, ``grid`` (``hexagonal (Visium-like)``, ``square (ST-like)``
     or ``none (generic coordinates)``), ``x range``, ``y range``, ``neighbours per spot (order 1)``
-    (min / median / max), ``labels`` (``obs['label']`` categories with their counts) and ``layers``.
+    (min / median / max), ``spatial graph`` (only when the default graph that :func:`spotfill.impute`
+    would build is refused: the reason, e.g. spots sharing an array position), ``labels``
+    (``obs['label']`` categories with their counts) and ``layers``.
     """
     info = adata.uns.get("spotfill_io")
     info = info if isinstance(info, dict) else {}
@@ -94,7 +96,9 @@ def summarize(
         xy = np.asarray(coords, dtype=np.float64)
         out["x range"] = f"{_number(xy[:, 0].min())} to {_number(xy[:, 0].max())}"
         out["y range"] = f"{_number(xy[:, 1].min())} to {_number(xy[:, 1].max())}"
-        out["neighbours per spot (order 1)"] = _neighbour_stats(adata, lattice)
+        out["neighbours per spot (order 1)"], refused = _neighbour_stats(adata, lattice)
+        if refused is not None:  # what impute's default graph would say about these positions
+            out["spatial graph"] = f"refused with the defaults: {refused}"
     else:
         out["x range"] = out["y range"] = "no coordinates (obsm['spatial'] missing)"
     out["labels"] = _labels(adata)
@@ -144,24 +148,31 @@ def _local_lattice(row: np.ndarray, col: np.ndarray) -> Literal["hex", "square"]
     return "hex" if np.all(parity == parity[0]) else "square"
 
 
-def _neighbour_stats(adata: AnnData, lattice: Literal["hex", "square"] | None) -> str:
-    degree = _graph_degree(adata)
+def _neighbour_stats(adata: AnnData, lattice: Literal["hex", "square"] | None) -> tuple[str, str | None]:
+    """Neighbour counts of the default graph, and why the default graph was refused (``None`` when built)."""
+    degree, refused = _graph_degree(adata)
     if degree is None and lattice is not None:
         grid = _grid_positions(adata)
         if grid is not None:
             degree = _lattice_degree(*grid, lattice)
     if degree is None:
-        return "not available (spotfill.graph could not build a graph)"
-    return f"min {int(degree.min())}, median {_number(np.median(degree))}, max {int(degree.max())}"
+        return "not available (spotfill.graph could not build a graph)", refused
+    return f"min {int(degree.min())}, median {_number(np.median(degree))}, max {int(degree.max())}", refused
 
 
-def _graph_degree(adata: AnnData) -> np.ndarray | None:
+def _graph_degree(adata: AnnData) -> tuple[np.ndarray | None, str | None]:
+    """Degrees of the graph ``spotfill.spatial_neighbors`` builds by default, or the reason it refuses to.
+
+    A graph stored in ``obsp['spatial_connectivities']`` is what ``impute`` would use, so a refusal
+    of the default one is not reported then.
+    """
     try:
         from ..graph import spatial_neighbors
     except ImportError:
-        return None
-    # a light copy: positions only, so the counts are not duplicated
-    grid = ["array_row", "array_col"] if _grid_positions(adata) is not None else []  # else a kNN graph
+        return None, None
+    # a light copy: positions only, so the counts are not duplicated; the array columns whenever they exist,
+    # as spatial_neighbors sees them (it refuses positions that are not whole numbers instead of ignoring them)
+    grid = [c for c in ("array_row", "array_col") if c in adata.obs]
     light = AnnData(
         X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
         obs=adata.obs[grid].copy(),
@@ -174,11 +185,12 @@ def _graph_degree(adata: AnnData) -> np.ndarray | None:
             result = spatial_neighbors(light, copy=True)
     except (NotImplementedError, SpotfillError) as err:
         logger.info("neighbour statistics from the grid instead of spotfill.graph (%s)", err)
-        return None
+        refused = isinstance(err, SpotfillError) and "spatial_connectivities" not in adata.obsp
+        return None, (str(err) if refused else None)
     graph = result.obsp["spatial_connectivities"] if result is not None else light.obsp["spatial_connectivities"]
     graph = sp.csr_matrix(graph)
     graph.eliminate_zeros()
-    return graph.getnnz(axis=1) - (graph.diagonal() != 0)
+    return graph.getnnz(axis=1) - (graph.diagonal() != 0), None
 
 
 def _lattice_degree(row: np.ndarray, col: np.ndarray, lattice: Literal["hex", "square"]) -> np.ndarray:
