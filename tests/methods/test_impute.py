@@ -469,8 +469,9 @@ def test_a_graph_without_cross_section_edges_but_no_recorded_key_warns():
     both.obs["lib"] = both.obs["lib"].astype("category")
     spotfill.spatial_neighbors(both, library_key="lib")
     both.uns["spatial_neighbors"]["params"] = {"n_neighbors": 6, "coord_type": "grid", "radius": None}  # squidpy's
-    with pytest.warns(SpotfillWarning, match="no edge between the groups of obs\\['lib'\\].*library_key='lib'"):
+    with pytest.warns(SpotfillWarning, match="no edge between the groups of obs\\['lib'\\].*library_key='lib'") as rec:
         impute(both, "spatial_knn", n_neighs=4)
+    assert rec[0].filename == __file__  # the caller's line
     impute(both, "spatial_knn", n_neighs=4, library_key="lib", key_added="per_section")  # named: no warning
 
 
@@ -612,8 +613,11 @@ def test_library_key_for_a_method_that_pools_all_spots_warns_and_is_not_recorded
 def test_stacked_sections_without_a_graph_warn_for_coordinate_methods():
     one = _adata(0)
     both = ad.concat({"a": one, "b": _adata(1)}, label="sample", index_unique="-")  # same positions twice
-    with pytest.warns(SpotfillWarning, match=r"groups of obs\['sample'\] share array positions.*library_key='sample'"):
+    with pytest.warns(
+        SpotfillWarning, match=r"groups of obs\['sample'\] share array positions.*library_key='sample'"
+    ) as rec:
         impute(both, "spatial_knn", n_neighs=4)
+    assert rec[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         impute(both, "spatial_knn", n_neighs=4, library_key="sample", key_added="apart")

@@ -410,7 +410,8 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
         if (codes >= 0).all() and not np.any(codes[G.row] != codes[G.col]):
             warn(
                 f"adata.obsp[{connectivity_key!r}] has no edge between the groups of obs[{column!r}]: if these are "
-                f"sections, pass library_key={column!r}, or spatial_knn/interpolate will search across them"
+                f"sections, pass library_key={column!r}, or spatial_knn/interpolate will search across them",
+                stacklevel=4,  # the caller of impute
             )
             return
 
@@ -430,7 +431,8 @@ def _warn_stacked_sections(adata: AnnData) -> None:
         if (codes >= 0).all() and not pos.assign(_section=codes).duplicated().any():
             warn(
                 f"spots of different groups of obs[{column!r}] share array positions: if these are sections, pass "
-                f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them"
+                f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them",
+                stacklevel=5,  # the caller of impute
             )
             return
 
