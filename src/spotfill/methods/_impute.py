@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -388,6 +388,16 @@ def stored_library_key(adata: AnnData, connectivity_key: str = "spatial_connecti
     return stored
 
 
+def _section_columns(adata: AnnData) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield the categorical ``obs`` columns that could name sections (2-100 groups, none missing), with codes."""
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if isinstance(values.dtype, pd.CategoricalDtype) and 2 <= values.nunique() <= 100:
+            codes = values.cat.codes.to_numpy()
+            if (codes >= 0).all():
+                yield str(column), codes
+
+
 def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
     """Warn when the stored graph has no edge between the groups of a categorical obs column.
 
@@ -402,12 +412,8 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
     G = sp.coo_matrix(adata.obsp[connectivity_key])
     if G.nnz == 0:
         return
-    for column in adata.obs.columns:
-        values = adata.obs[column]
-        if not isinstance(values.dtype, pd.CategoricalDtype) or not 2 <= values.nunique() <= 100:
-            continue
-        codes = values.cat.codes.to_numpy()
-        if (codes >= 0).all() and not np.any(codes[G.row] != codes[G.col]):
+    for column, codes in _section_columns(adata):
+        if not np.any(codes[G.row] != codes[G.col]):
             warn(
                 f"adata.obsp[{connectivity_key!r}] has no edge between the groups of obs[{column!r}]: if these are "
                 f"sections, pass library_key={column!r}, or spatial_knn/interpolate will search across them",
@@ -423,12 +429,8 @@ def _warn_stacked_sections(adata: AnnData) -> None:
     pos = adata.obs[["array_row", "array_col"]].reset_index(drop=True)
     if not pos.duplicated().any():
         return
-    for column in adata.obs.columns:
-        values = adata.obs[column]
-        if not isinstance(values.dtype, pd.CategoricalDtype) or not 2 <= values.nunique() <= 100:
-            continue
-        codes = values.cat.codes.to_numpy()
-        if (codes >= 0).all() and not pos.assign(_section=codes).duplicated().any():
+    for column, codes in _section_columns(adata):
+        if not pos.assign(_section=codes).duplicated().any():
             warn(
                 f"spots of different groups of obs[{column!r}] share array positions: if these are sections, pass "
                 f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them",
