@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotfill import InputError
 from spotfill.benchmark import (
     domain_ari,
     gene_pearson,
@@ -241,3 +242,139 @@ def test_domain_embedding_is_the_pca_of_log1p_counts_per_10k():
         np.log1p(X / X.sum(1, keepdims=True) * 1e4)
     )
     np.testing.assert_allclose(domain_embedding(X, n_comps=5), ref, rtol=1e-8, atol=1e-8)
+
+
+def test_p1_refuses_a_bad_frac_and_an_empty_holdout():
+    for frac in (0.0, 1.0):
+        with pytest.raises(InputError, match=r"frac must be in \(0, 1\)"):
+            p1_mask(X33, frac=frac)
+    with pytest.raises(InputError, match="holds out 0 of the 5 non-zero entries"):
+        p1_mask(X33, frac=0.05)  # round(0.25) = 0
+
+
+def test_p1_is_the_protocols_literal_draw():
+    """BENCHMARK.md: ``held = rng.choice(nnz, round(frac * nnz))``, then zeros drawn from the same rng."""
+    X = np.random.default_rng(0).poisson(1.5, size=(30, 20)).astype(np.float32)  # about 22 % zeros
+    m = p1_mask(sp.csr_matrix(X), frac=0.2, seed=7, n_zero_check=50)
+    rows, cols = np.nonzero(X)  # row-major: the CSR order
+    rng = np.random.default_rng(7)
+    held = rng.choice(rows.size, size=round(0.2 * rows.size), replace=False)
+    np.testing.assert_array_equal(m.held, held)  # in draw order, not sorted
+    np.testing.assert_array_equal(m.rows, rows[held])
+    np.testing.assert_array_equal(m.cols, cols[held])
+    assert m.X_masked.dtype == np.float32
+    # first round of the zero draws: 1024 flat indices, non-zeros and repeats dropped, draw order kept
+    draw = rng.integers(0, X.size, size=1024, dtype=np.int64)
+    draw = draw[X.ravel()[draw] == 0]
+    _, first = np.unique(draw, return_index=True)
+    expected = draw[np.sort(first)][:50]
+    np.testing.assert_array_equal(m.zero_rows * 20 + m.zero_cols, expected)
+
+
+def test_p2_split_with_another_p_train_is_canonical():
+    X = np.random.default_rng(0).poisson(1.0, size=(40, 25)).astype(np.int64)
+    X_train, X_test = p2_split(sp.csr_matrix(X), seed=3, p_train=0.5)
+    literal = np.random.default_rng(3).binomial(X, 0.5)
+    np.testing.assert_array_equal(X_train.toarray(), literal)
+    np.testing.assert_array_equal(X_test.toarray(), X - literal)
+    # no stored zeros: a value that went wholly to one side is absent from the other
+    assert X_train.nnz == np.count_nonzero(literal)
+    assert X_test.nnz == np.count_nonzero(X - literal)
+
+
+def test_p3_folds_of_one_spot_and_too_few_spots():
+    folds = p3_folds(5, seed=0)
+    assert sorted(int(f[0]) for f in folds) == [0, 1, 2, 3, 4]
+    assert all(f.size == 1 for f in folds)
+    with pytest.raises(InputError, match="at least 5 spots"):
+        p3_folds(4, seed=0)
+
+
+def test_zero_rows_stores_no_zeros():
+    Z = zero_rows(sp.csr_matrix(X33), np.array([0, 2]))
+    np.testing.assert_array_equal(Z.toarray(), [[0, 0, 0], [0, 3, 0], [0, 0, 0]])
+    assert Z.nnz == 1
+
+
+def test_assert_hidden_counts_every_leak_and_accepts_nothing_held():
+    X = sp.csr_matrix(X33)
+    with pytest.raises(RuntimeError, match="1 held-out entries are visible"):
+        assert_hidden(X, np.array([0, 0]), np.array([0, 1]))  # (0, 0) = 1 leaks, (0, 1) = 0 is hidden
+    assert_hidden(X, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def test_log_scores_of_nothing_and_of_mismatched_lengths():
+    s = log_scores(np.zeros(0), np.zeros(0))
+    assert s.keys() == {"rmse", "mae", "pearson", "spearman"}
+    assert all(np.isnan(v) for v in s.values())
+    with pytest.raises(InputError, match="differ in length"):
+        log_scores(np.array([1.0, 2.0, 3.0]), np.array([1.0]))  # would broadcast
+
+
+def test_matrix_log_scores_edge_cases():
+    from spotfill.benchmark._metrics import matrix_log_scores
+
+    Y = sp.csr_matrix(np.arange(6.0).reshape(3, 2))
+    with pytest.raises(InputError, match="differ in shape"):
+        matrix_log_scores(Y, np.ones((4, 2)))  # an extra row would be ignored silently
+    empty = matrix_log_scores(sp.csr_matrix((0, 2)), np.zeros((0, 2)))
+    assert all(np.isnan(v) for v in empty.values())
+    # negative predictions are clipped at 0, as in log_scores
+    P = np.array([[-4.0, 1.0], [2.0, -0.5], [4.0, 5.0]])
+    got = matrix_log_scores(Y, P.copy())
+    for key, value in log_scores(Y.toarray(), P).items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+    # a constant gene is no correlation, even where its sums leave rounding noise of either sign:
+    # log1p(0.7) predicted for 7 spots (variance sum +4e-16) or 10 (-4e-16), a true count of 4 in 5 spots (-2e-15)
+    for n, truth, pred in ((7, None, 0.7), (10, None, 0.7), (5, 4.0, None)):
+        ramp = np.arange(n, dtype=float)
+        Yn = np.column_stack([ramp if truth is None else np.full(n, truth), ramp])
+        Pn = np.column_stack([ramp if pred is None else np.full(n, pred), ramp])
+        assert matrix_log_scores(sp.csr_matrix(Yn), Pn)["gene_pearson"] == 1.0
+
+
+def test_take_entries_of_no_positions():
+    from spotfill.benchmark._metrics import take_entries
+
+    none = np.zeros(0, dtype=np.int64)
+    for P in (X33, sp.csr_matrix(X33)):
+        got = take_entries(P, none, none)
+        assert got.dtype == np.float64
+        assert got.shape == (0,)
+    np.testing.assert_array_equal(take_entries(sp.csr_matrix(X33), np.array([2, 0]), np.array([1, 2])), [5.0, 2.0])
+
+
+def test_libsize_mean_rates_of_no_counts():
+    R = libsize_mean_rates(sp.csr_matrix((3, 2), dtype=np.float32))
+    assert R.dtype == np.float32
+    np.testing.assert_array_equal(R, np.zeros((3, 2)))
+
+
+def test_domain_embedding_caps_comps_clips_and_keeps_empty_spots_at_zero_counts():
+    from sklearn.decomposition import PCA
+
+    from spotfill.benchmark._metrics import domain_embedding
+
+    X = np.random.default_rng(0).poisson(3.0, size=(12, 6)).astype(np.float64)
+    X[4] = 0.0  # a spot with no counts
+    assert domain_embedding(X, n_comps=30).shape == (12, 5)  # min(12, 6) - 1
+    A = np.log1p(np.divide(X * 1e4, X.sum(1, keepdims=True), out=np.zeros_like(X), where=X.sum(1, keepdims=True) > 0))
+    ref = PCA(n_components=3, svd_solver="randomized", random_state=0).fit_transform(A)
+    np.testing.assert_allclose(domain_embedding(X, n_comps=3), ref, rtol=1e-8, atol=1e-8)
+    negative = X.copy()
+    negative[negative == 0] = -2.0  # imputed values below 0 count as 0
+    np.testing.assert_allclose(domain_embedding(negative, n_comps=3), ref, rtol=1e-8, atol=1e-8)
+
+
+def test_domain_ari_needs_two_labels_and_returns_the_clusters():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.poisson([20, 1, 20, 1], size=(10, 4)), rng.poisson([1, 20, 1, 20], size=(8, 4))])
+    labels = np.array(["A"] * 10 + ["B"] * 8, dtype=object)
+    with pytest.raises(InputError, match="at least two label categories"):
+        domain_ari(X, np.array(["A"] * 17 + [None], dtype=object))
+    ari, clusters = domain_ari(X, labels, return_clusters=True)
+    assert ari == pytest.approx(1.0)
+    assert clusters.shape == (18,)
+    assert len(set(clusters[:10])) == 1
+    assert len(set(clusters[10:])) == 1
+    assert clusters[0] != clusters[10]

@@ -300,6 +300,22 @@ def test_split_top_level_and_spec_parsing():
         parse_method_spec("x[a=1][b=2]")
 
 
+def test_spec_parsing_strips_spaces_and_refuses_stray_brackets_and_quotes():
+    from spotfill._params import parse_method_spec, parse_params, split_top_level
+
+    assert parse_method_spec("  mean ") == ("mean", {})
+    assert parse_method_spec(" spotfill [ kernel= idw ] ") == ("spotfill", {"kernel": "idw"})
+    assert parse_params(["kernel= idw "], usage="x") == {"kernel": "idw"}
+    for spec in ("mean]", "a]b[c=1]"):
+        with pytest.raises(InputError, match="cannot read the method"):
+            parse_method_spec(spec)
+    with pytest.raises(InputError, match="unbalanced quote '"):
+        split_top_level("mean, raw[name='a]")
+    with pytest.raises(InputError, match="unbalanced quote '"):
+        split_top_level("name='a")
+    assert split_top_level("a; b[c=1; d=2]", sep=";") == ["a", "b[c=1; d=2]"]
+
+
 def test_p3_default_model_predicts_held_out_spots_from_their_neighbours():
     """P3 through the harness: the default model interpolates held-out spots instead of returning zeros."""
     from spotfill.datasets import synthetic

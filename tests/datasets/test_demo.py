@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
+import pytest
+import scipy.sparse as sp
 
 from spotfill.cli import main
 from spotfill.datasets import mouse_olfactory_bulb, run_demo
@@ -39,6 +43,8 @@ def test_run_demo_writes_data_and_figure(tmp_path):
     # spatial smoothing fills zeros: fewer zeros than the 60 % of the raw counts
     zeros_imputed = np.mean(imputed == 0)
     assert zeros_imputed < 0.5
+    assert lines[1] == "method: spatial_knn (layer 'imputed_spatial_knn', seed 0)"
+    assert re.fullmatch(r"time: \d+\.\d s", lines[2])
     text = "\n".join(lines)
     assert "spatial_knn" in text
     assert str(h5ad_path) in text
@@ -60,3 +66,50 @@ def test_demo_refuses_an_unknown_method_before_making_the_folder(tmp_path, capsy
     assert main(["demo", "--out", str(out), "--method", "bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_demo_refuses_a_bad_seed_before_making_the_folder(tmp_path):
+    from spotfill import InputError
+
+    out = tmp_path / "demo"
+    with pytest.raises(InputError, match="seed must be an integer"):
+        run_demo(out=out, method="spatial_knn", seed=-1)
+    assert not out.exists()
+
+
+def test_zero_fraction_of_sparse_and_dense_results():
+    from spotfill.datasets._demo import _zero_fraction
+
+    Y = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0]], dtype=np.float32))
+    Y.data[1] = 0.0  # a stored zero is a zero
+    assert _zero_fraction(Y) == pytest.approx(4 / 6)
+    assert _zero_fraction(Y.toarray()) == pytest.approx(4 / 6)
+
+
+def test_marker_maps_show_log1p_counts_per_10k(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from spotfill.datasets._demo import _plot_markers
+
+    X = np.array([[1.0, 3.0, 6.0], [4.0, 0.0, 4.0]], dtype=np.float32)  # genes Penk, other, Apod; totals 10 and 8
+    adata = ad.AnnData(sp.csr_matrix(X))
+    adata.var_names = ["Penk", "Other", "Apod"]
+    adata.obs_names = ["a", "b"]
+    adata.obsm["spatial"] = np.array([[0.0, 0.0], [1.0, 0.0]])
+    adata.layers["imp"] = X * 2  # the same profile at twice the depth: the same maps
+    adata.uns["imp"] = {"method": "mean"}
+    shown = []
+    scatter = Axes.scatter
+
+    def spy(self, *args, **kwargs):
+        shown.append(np.asarray(kwargs["c"]))
+        return scatter(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", spy)
+    _plot_markers(adata, "imp", tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    penk = np.log1p([1.0 / 10 * 1e4, 4.0 / 8 * 1e4])
+    apod = np.log1p([6.0 / 10 * 1e4, 4.0 / 8 * 1e4])
+    assert len(shown) == 4  # Penk and Apod (Doc2g and Cdhr1 are absent), raw and imputed
+    for values, expected in zip(shown, (penk, penk, apod, apod), strict=True):
+        np.testing.assert_allclose(values, expected, rtol=1e-6)

@@ -87,6 +87,7 @@ def test_coord_type_defaults():
     assert adata.uns["spatial_neighbors"]["params"]["coord_type"] == "generic"
     W = adata.obsp["spatial_connectivities"]
     assert (W != knn_graph(adata.obsm["spatial"], n_neighs=3)).nnz == 0
+    assert adata.uns["spatial_neighbors"]["params"]["n_neighbors"] == 3
     # radius given -> generic even with array positions
     adata = make_hex_adata()
     spatial_neighbors(adata, radius=HEX_PITCH * 1.01)
@@ -164,6 +165,24 @@ def test_get_graph():
     np.testing.assert_array_equal(neighbor_counts(G)[[0, 1, 5]], [2, 3, 4])
 
 
+def test_get_graph_casts_a_float32_graph():
+    adata = make_square_adata()
+    W = sp.random(16, 16, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    adata.obsp["squidpy"] = W  # squidpy's graphs are float32
+    G = get_graph(adata, connectivity_key="squidpy")
+    assert G.dtype == np.float64
+    np.testing.assert_array_equal(G.toarray(), W.toarray())
+
+
+def test_no_spots_gives_empty_graphs():
+    adata = make_square_adata()[:0].copy()
+    spatial_neighbors(adata)
+    assert adata.obsp["spatial_connectivities"].shape == (0, 0)
+    assert adata.obsp["spatial_distances"].shape == (0, 0)
+    params = adata.uns["spatial_neighbors"]["params"]
+    assert (params["lattice"], params["n_neighbors"]) == ("square", 4)  # no positions to recognise
+
+
 def test_input_errors():
     adata = make_hex_adata()
     with pytest.raises(InputError, match=r"obsm\['xy'\] is missing"):
@@ -237,6 +256,15 @@ def test_swapped_hex_positions_are_refused():
     with pytest.raises(InputError, match="look swapped"):
         spatial_neighbors(swapped, lattice="hex")
     spatial_neighbors(swapped, coord_type="generic")
+
+
+def test_sections_of_20_spots_vote_and_may_disagree():
+    square = make_square_adata(6)
+    hexagonal = make_hex_adata(4, 10)  # 20 spots: large enough to vote
+    assert hexagonal.n_obs == 20
+    adata = ad.concat({"sq": square, "hex": hexagonal}, label="section", index_unique="-")
+    with pytest.raises(InputError, match=r"sections disagree on the grid type \(found \['hex', 'square'\]\)"):
+        spatial_neighbors(adata, library_key="section")
 
 
 def test_a_tiny_section_takes_the_grid_type_of_the_others():

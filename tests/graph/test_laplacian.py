@@ -84,11 +84,27 @@ def test_neighbor_counts_ignore_diagonal_and_explicit_zeros():
 
 def test_inputs_left_untouched():
     M = sp.csr_matrix(W_DENSE)
+    M.data[0] = 0.0  # an explicit zero (edge 0 - 1), which the functions drop from their own copy only
     before = M.toarray().copy()
     graph_laplacian(M, normalized=True)
     row_normalize(M)
     neighbor_counts(M)
     np.testing.assert_array_equal(M.toarray(), before)
+    assert M.nnz == 4
+
+
+def test_duplicate_entries_are_summed():
+    # CSR with the edge 0 - 1 stored twice in row 0 (weights 1 + 1), as some converters write it
+    M = sp.csr_matrix((np.array([1.0, 1.0, 2.0]), np.array([1, 1, 0]), np.array([0, 2, 3])), shape=(2, 2))
+    np.testing.assert_array_equal(neighbor_counts(M), [1, 1])
+    np.testing.assert_allclose(graph_laplacian(M).toarray(), [[2.0, -2.0], [-2.0, 2.0]])
+
+
+def test_graph_without_edges_has_zero_laplacian():
+    for normalized in (False, True):
+        L = graph_laplacian(sp.csr_matrix((3, 3)), normalized=normalized)
+        assert L.shape == (3, 3)
+        assert L.nnz == 0
 
 
 def test_errors():

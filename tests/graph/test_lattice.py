@@ -213,6 +213,29 @@ def test_errors():
         lattice_graph(r, c, lattice="triangle")
     with pytest.raises(InputError, match="same length"):
         lattice_graph(r, c[:-1])
+    with pytest.raises(InputError, match="1-D"):
+        lattice_graph(r.reshape(3, 3), c.reshape(3, 3))
+    with pytest.raises(InputError, match="n_rings"):
+        lattice_graph(r, c, n_rings=True)  # a bool is not a ring count
+    with pytest.raises(InputError, match="finite"):
+        lattice_graph(r, c, n_rings=2, ring_weights=[1.0, np.nan])
+    with pytest.raises(InputError, match="too large for a grid graph"):
+        lattice_graph([0, 2**32], [0, 2**32], lattice="square")  # pixel coordinates: int64 keys would overflow
+
+
+def test_detect_lattice_thresholds_are_inclusive():
+    r, c = hex_grid(9, 22)  # 99 spots
+    r, c = np.append(r, 30), np.append(c, 31)  # 1 of 100 off parity: exactly the 1 % allowed
+    with pytest.warns(SpotfillWarning, match="1 spot\\(s\\) off the lattice parity"):
+        assert detect_lattice(r, c) == "hex"
+    # mixed parity, scattered spots: two adjacent pairs make 4 of 8 spots connected, exactly the half needed
+    r = np.array([0, 0, 10, 10, 20, 23, 30, 41])
+    c = np.array([0, 1, 20, 21, 5, 14, 8, 2])
+    assert detect_lattice(r, c) == "square"
+    # a row of 3 and 5 scattered spots: 3 of 8 connected is too few
+    r = np.array([0, 0, 0, 10, 13, 20, 27, 30])
+    c = np.array([0, 1, 2, 20, 14, 5, 30, 8])
+    assert detect_lattice(r, c) is None
 
 
 def test_five_percent_of_spots_off_the_hex_parity_is_no_grid():

@@ -189,3 +189,53 @@ def test_exactly_twelve_labels_are_all_listed_without_a_more_entry():
 
 def test_thirteen_labels_list_twelve_and_one_more():
     assert summarize(_labelled(13))["labels"].endswith("L11 (2), ... 1 more")
+
+
+def test_no_spots_a_stored_zero_and_a_foreign_io_record(no_graph):
+    empty = make(SQUARE)[:0].copy()
+    out = summarize(empty)
+    assert out["spots x genes"] == "0 x 4"
+    assert "zeros" not in out
+    assert out["x range"] == "no coordinates (obsm['spatial'] missing)"
+    a = make(SQUARE)
+    a.X.data[0] = 0.0  # spot 0's count of gene 0 stored as an explicit zero
+    a.uns["spotfill_io"] = "not a record"
+    out = summarize(a)
+    assert out["format"] == "AnnData (in memory)"
+    assert out["zeros"] == "75.0%"  # 8 non-zeros of 32
+
+
+def test_values_are_rounded_to_two_decimals(no_graph):
+    a = make(SQUARE)
+    a.obsm["spatial"] = a.obsm["spatial"] + 0.123  # x from 0.123 to 3.123
+    assert summarize(a)["x range"] == "0.12 to 3.12"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("array_col", 0.5), ("array_row", np.nan), ("array_col", np.inf)], ids=["half", "nan", "inf"]
+)
+def test_positions_that_are_not_array_indices_are_no_grid(column, value):
+    a = make(SQUARE)
+    pos = a.obs[column].to_numpy(dtype=float)
+    pos[0] += value
+    a.obs[column] = pos
+    assert summarize(a)["grid"] == "none (generic coordinates)"
+
+
+def test_one_spot_has_no_grid(no_graph):
+    out = summarize(make(SQUARE[:1]))
+    assert out["grid"] == "none (generic coordinates)"
+    assert out["neighbours per spot (order 1)"] == "not available (spotfill.graph could not build a graph)"
+
+
+def test_graph_degrees_skip_self_loops_and_stored_zeros(monkeypatch):
+    def fake_neighbors(adata, *, copy=False):
+        out = adata.copy()
+        W = sp.csr_matrix(np.eye(5) + np.diag(np.ones(4), 1) + np.diag(np.ones(4), -1))  # a path, with self-loops
+        W.data[W.indices == (np.repeat(np.arange(5), np.diff(W.indptr)) + 1)] = 0.0  # edge i -> i+1 stored as 0
+        out.obsp["spatial_connectivities"] = W
+        return out
+
+    monkeypatch.setattr(spotfill.graph, "spatial_neighbors", fake_neighbors)
+    # degrees: only the i -> i-1 edges count: 0 1 1 1 1
+    assert summarize(make(HEX))["neighbours per spot (order 1)"] == "min 0, median 1, max 1"

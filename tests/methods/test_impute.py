@@ -624,3 +624,102 @@ def test_stacked_sections_without_a_graph_warn_for_coordinate_methods():
         impute(one, "spatial_knn", n_neighs=4)  # one section: no repeated position
         doubled = ad.concat([_adata(0), _adata(0)], index_unique="-")  # repeated positions, but no column of sections
         impute(doubled, "spatial_knn", n_neighs=4)
+
+
+def test_all_zero_counts_and_a_slash_in_key_added_are_refused(adata):
+    with pytest.raises(InputError, match="key_added='a/b' contains '/'"):
+        impute(adata, "mean", key_added="a/b")
+    adata.X = sp.csr_matrix(adata.shape, dtype=np.float32)
+    with pytest.raises(InputError, match=r"adata.X holds no non-zero count \(64 x 12, all zero\)"):
+        impute(adata, "mean")
+
+
+def test_explicit_zero_weights_between_sections_are_no_edges():
+    both = _stacked()
+    spotfill.spatial_neighbors(both, library_key="lib")
+    G = both.obsp["spatial_connectivities"].tocoo()
+    # stored zeros linking spot 0 of s1 and spot 0 of s2 (a graph edited by zeroing weights)
+    row, col = np.r_[G.row, 0, 64], np.r_[G.col, 64, 0]
+    both.obsp["spatial_connectivities"] = sp.csr_matrix((np.r_[G.data, 0.0, 0.0], (row, col)), shape=G.shape)
+    assert both.obsp["spatial_connectivities"].nnz == G.nnz + 2
+    impute(both, "spatial_knn", use_graph=True)
+    assert both.uns["imputed_spatial_knn"]["library_key"] == "lib"
+
+
+def test_a_single_category_column_raises_no_section_warning(adata):
+    spotfill.spatial_neighbors(adata)
+    adata.obs["tissue"] = pd.Categorical(["cortex"] * adata.n_obs)  # one group: nothing to separate
+    impute(adata, "spatial_knn")  # filterwarnings=error: any warning fails
+    assert "imputed_spatial_knn" in adata.layers
+
+
+def test_line_shaped_sections_stay_apart():
+    # two sections, each 11 spots on a line (diameter ~10): a 6-nearest-neighbour search from a section's
+    # end reaches 6 spacings, so the sections must be placed more than that apart
+    rng = np.random.default_rng(0)
+    parts = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        X = sp.csr_matrix(np.random.default_rng(seed).poisson(3.0, (11, 5)).astype(np.float32))
+        part = ad.AnnData(X, obs=pd.DataFrame(index=[f"{name}{i}" for i in range(11)]))
+        part.obsm["spatial"] = np.c_[np.arange(11) + rng.uniform(-0.1, 0.1, 11), np.zeros(11)]
+        parts[name] = part
+    both = ad.concat(parts, label="lib", merge="same")
+    impute(both, "spatial_knn", n_neighs=6, library_key="lib")
+    for name, part in parts.items():
+        impute(part, "spatial_knn", n_neighs=6)
+        np.testing.assert_allclose(
+            _dense(both.layers["imputed_spatial_knn"])[(both.obs["lib"] == name).to_numpy()],
+            _dense(part.layers["imputed_spatial_knn"]),
+            rtol=1e-6,
+        )
+
+
+# --- the estimator contract (spotfill.methods._base) ----------------------------------------------
+
+
+def test_fit_checks_the_graph_and_builds_one_from_coordinates():
+    from spotfill.graph import knn_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(2.0, (30, 5)).astype(np.float32)
+    xy = rng.random((30, 2)) * 10
+    for bad in (np.nan, np.inf):
+        G = knn_graph(xy, n_neighs=4)
+        G.data[0] = bad
+        with pytest.raises(InputError, match="NaN, infinite or negative edge weights"):
+            make_method("spatial_knn", use_graph=True).fit(X, graph=G)
+    with pytest.raises(InputError, match="SpatialKNN needs a spatial neighbour graph: pass graph="):
+        make_method("spatial_knn", use_graph=True).fit(X)
+    # coordinates alone give a graph method the 6-nearest-neighbour graph
+    from_coords = make_method("spatial_knn", use_graph=True).fit(X, coords=xy).transform()
+    from_graph = make_method("spatial_knn", use_graph=True).fit(X, graph=knn_graph(xy, n_neighs=6)).transform()
+    np.testing.assert_array_equal(_dense(from_coords), _dense(from_graph))
+    est = make_method("spatial_knn", keep_observed=np.True_).fit(X, coords=xy)  # a numpy bool is a bool
+    with pytest.raises(InputError, match="transform got shape \\(29, 5\\).*transductive"):
+        est.transform(X[:29])
+
+
+def test_gene_indices_are_checked():
+    from spotfill.methods._base import gene_indices
+
+    np.testing.assert_array_equal(gene_indices([4, 0], 5), [4, 0])
+    empty = gene_indices([], 5)
+    assert empty.dtype == np.int64
+    assert empty.shape == (0,)
+    for genes, match in (
+        ([[0, 1]], "1-d list"),
+        ([-1, 2], r"got values from -1 to 2"),
+        ([5], r"got values from 5 to 5"),
+        ([True, False], "got bool values"),
+        (["g1"], "pass gene names to spotfill.impute"),
+    ):
+        with pytest.raises(InputError, match=match):
+            gene_indices(genes, 5)
+
+
+def test_a_0_1_mask_is_stored_as_booleans():
+    from spotfill.methods._base import as_mask
+
+    M = as_mask(np.array([[0, 1, 0], [1, 0, 0]], dtype=np.int8), (2, 3))
+    assert M.dtype == bool
+    np.testing.assert_array_equal(M.toarray(), [[False, True, False], [True, False, False]])

@@ -13,6 +13,7 @@ from spotfill.nn._losses import (
     edge_smoothness,
     expand_neighbours,
     lookup_entries,
+    weighted_mse,
 )
 
 # three spots on a line: 0 - 1 - 2; first-order weight 0.1, second-order (0, 2) weight 0.2
@@ -151,3 +152,70 @@ def test_autoencoder_output_layers():
         y = GeneAE(7, hidden=(6,), n_latent=2, output=output)(x).detach()
         assert float(y.min()) >= lo
         assert float(y.max()) <= hi
+
+
+def test_graph_tensors_sum_duplicates_and_sort():
+    # W again, stored with unsorted columns and the (0, 2) weight 0.2 split into two entries of 0.1
+    raw = sp.csr_matrix(
+        (
+            np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2], dtype=np.float32),
+            np.array([2, 1, 2, 2, 0, 1, 0]),
+            np.array([0, 3, 5, 7]),
+        ),
+        shape=(3, 3),
+    )
+    g = GraphTensors(raw)
+    assert g.indices.tolist() == [1, 2, 0, 2, 0, 1]
+    np.testing.assert_allclose(g.data.numpy(), [0.1, 0.2, 0.1, 0.1, 0.2, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(g.degree.numpy(), [0.3, 0.2, 0.3], rtol=1e-6)
+    yhat = t(YHAT)[None, :]
+    assert dense_laplacian_quadratic(yhat, g.sparse(), g.degree).item() == pytest.approx(LAPLACIAN, rel=1e-5)
+
+
+def test_weighted_mse_hand_computed():
+    pred, target = t([1.0, 2.0, 3.0]), t([2.0, 2.0, 5.0])  # squared errors 1, 0, 4
+    assert weighted_mse(pred, target).item() == pytest.approx(5 / 3)
+    assert weighted_mse(pred, target, t([1.0, 2.0, 1.0])).item() == pytest.approx(5 / 4)
+    assert weighted_mse(pred, target, t([0.0, 0.0, 0.0])).item() == 0.0  # no weight: 0, not nan
+
+
+def test_lookup_entries_without_keys():
+    value, found = lookup_entries(torch.zeros(0, dtype=torch.long), t([]), torch.tensor([0, 3]))
+    assert value.tolist() == [0.0, 0.0]
+    assert found.tolist() == [False, False]
+
+
+def test_mf_initial_embeddings_are_uniform_below_init_scale():
+    m = MatrixFactorization(200, 150, 8, init_scale=0.01, generator=torch.Generator().manual_seed(0))
+    for emb in (m.spot_emb.detach(), m.gene_emb.detach()):
+        assert float(emb.min()) >= 0.0
+        assert 0.009 < float(emb.max()) < 0.01
+
+
+def test_mf_neighbour_errors_with_weights_and_unsorted_observed_entries():
+    m = mf_with_predictions("neighbour_errors", observed=sp.csr_matrix(Y[:, None]))
+    # each entry's neighbour term is weighted like the entry: 0.15 * 1 + 0.05 * 2 + 0.15 * 1 = 0.4
+    out = m.loss(entries(Y, weights=t([1, 2, 1])))
+    assert out.loss.item() == pytest.approx(np.sqrt((2.5 + 0.4) / 4))
+    # the same data as two genes with each row's columns stored in reverse order
+    unsorted = sp.csr_matrix((np.repeat(Y, 2), np.tile([1, 0], 3), np.arange(0, 7, 2)), shape=(3, 2))
+    m = MatrixFactorization(3, 2, 1, penalty="neighbour_errors", graph=W, observed=unsorted)
+    with torch.no_grad():
+        m.spot_emb.copy_(t(YHAT)[:, None])
+        m.gene_emb.fill_(1.0)
+    assert m.loss(entries(Y)).loss.item() == pytest.approx(np.sqrt((1.5 + NEIGHBOUR_ERRORS) / 3))
+
+
+def test_mf_laplacian_is_averaged_over_its_own_positions():
+    m = mf_with_predictions("laplacian")
+    # penalty at spots 0 and 2 only: 0.5 * (0.825 + 1.425) / 2 positions, whatever the batch size (3)
+    batch = entries(Y, lap_rows=torch.tensor([0, 2]), lap_cols=torch.zeros(2, dtype=torch.long))
+    out = m.loss(batch)
+    assert out.components["laplacian"].item() == pytest.approx(0.5625)
+    assert out.loss.item() == pytest.approx(np.sqrt(0.5) + 2.0 * 0.5625)
+
+
+def test_mf_batch_of_zero_weight_has_zero_error():
+    out = mf_with_predictions("none").loss(entries(Y, weights=t([0, 0, 0])))
+    assert out.components["mse"].item() == 0.0
+    assert out.loss.item() == pytest.approx(1e-6)
