@@ -13,7 +13,6 @@ from spotfill.nn._losses import (
     edge_smoothness,
     expand_neighbours,
     lookup_entries,
-    weighted_mse,
 )
 
 # three spots on a line: 0 - 1 - 2; first-order weight 0.1, second-order (0, 2) weight 0.2
@@ -170,13 +169,6 @@ def test_graph_tensors_sum_duplicates_and_sort():
     np.testing.assert_allclose(g.degree.numpy(), [0.3, 0.2, 0.3], rtol=1e-6)
     yhat = t(YHAT)[None, :]
     assert dense_laplacian_quadratic(yhat, g.sparse(), g.degree).item() == pytest.approx(LAPLACIAN, rel=1e-5)
-
-
-def test_weighted_mse_hand_computed():
-    pred, target = t([1.0, 2.0, 3.0]), t([2.0, 2.0, 5.0])  # squared errors 1, 0, 4
-    assert weighted_mse(pred, target).item() == pytest.approx(5 / 3)
-    assert weighted_mse(pred, target, t([1.0, 2.0, 1.0])).item() == pytest.approx(5 / 4)
-    assert weighted_mse(pred, target, t([0.0, 0.0, 0.0])).item() == 0.0  # no weight: 0, not nan
 
 
 def test_lookup_entries_without_keys():

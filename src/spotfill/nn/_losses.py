@@ -24,7 +24,6 @@ __all__ = [
     "edge_smoothness",
     "expand_neighbours",
     "lookup_entries",
-    "weighted_mse",
 ]
 
 
@@ -60,14 +59,6 @@ class GraphTensors(torch.nn.Module):
         """Return the matrix as a coalesced torch sparse COO tensor."""
         idx = torch.stack([self.rows, self.indices])
         return torch.sparse_coo_tensor(idx, self.data, size=(self.n, self.n), is_coalesced=True, check_invariants=False)
-
-
-def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """``sum(w * (target - pred)^2) / sum(w)`` (plain mean when ``weight`` is ``None``)."""
-    se = (target - pred) ** 2
-    if weight is None:
-        return se.mean()
-    return (weight * se).sum() / weight.sum().clamp_min(torch.finfo(se.dtype).tiny)
 
 
 def expand_neighbours(graph: GraphTensors, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
