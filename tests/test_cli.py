@@ -570,3 +570,23 @@ def test_verbose_is_taken_before_or_after_the_command():
     assert parser.parse_args(["-v", "impute", "a.h5ad", "b.h5ad"]).verbose is True
     assert parser.parse_args(["impute", "a.h5ad", "b.h5ad"]).verbose is False
     assert parser.parse_args(["methods", "--verbose"]).verbose is True
+
+
+def test_benchmark_and_report_score_stacked_sections_one_by_one(h5ad, tmp_path, capsys):
+    one = ad.read_h5ad(h5ad)
+    both = ad.concat({"a": one, "b": one}, label="lib", index_unique="-")  # same coordinates twice
+    path = tmp_path / "two.h5ad"
+    both.write_h5ad(path)
+    csv, page = tmp_path / "r.csv", tmp_path / "r.html"
+    args = ["--methods", "raw,mean", "--protocol", "p2", "--in-process", "--library-key", "lib", "--out", str(csv)]
+    assert main(["benchmark", str(path), *args]) == 0
+    res = pd.read_csv(csv)
+    assert sorted(set(res["dataset"])) == ["two:a", "two:b"]
+    nll = res[res["metric"] == "nll"].set_index(["dataset", "method"])["value"]
+    assert nll["two:a", "mean"] == nll["two:b", "mean"]  # the same section twice, scored alone each time
+    assert main(["report", str(csv), "--data", str(path), "--library-key", "lib", "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "Data: two:a (30 spots x 6 genes)" in text
+    assert "Data: two:b (30 spots x 6 genes)" in text
+    assert "is not a dataset of the results table" not in text
+    capsys.readouterr()

@@ -149,6 +149,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         read_options=_read_options(args),
         layer=args.layer,
+        library_key=args.library_key,
     )
     print(f"wrote {args.out}")
     return 0
@@ -164,6 +165,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         read_options=_read_options(args),
         layer=args.layer,
+        library_key=args.library_key,
     )
     print(f"wrote {args.out}")
     return 0
@@ -308,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per method call, beyond which it is recorded as failed (default: none)",
     )
     p.add_argument("--layer", default=None, help="the layer holding the raw counts (default X)")
+    p.add_argument(
+        "--library-key",
+        default=None,
+        help="obs column naming each spot's section, for files holding several sections: each section is "
+        "scored as a dataset of its own, named DATASET:SECTION",
+    )
     add_read_options(p)
     p.set_defaults(func=_cmd_benchmark)
 
@@ -322,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html", help="HTML file (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
     p.add_argument("--layer", default=None, help="--data: the layer holding the raw counts (default X)")
+    p.add_argument(
+        "--library-key",
+        default=None,
+        help="--data: obs column naming each spot's section; panels per section, named DATASET:SECTION as "
+        "spotfill benchmark --library-key names them",
+    )
     add_read_options(p)
     p.set_defaults(func=_cmd_report)
     return parser

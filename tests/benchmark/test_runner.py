@@ -426,8 +426,43 @@ def test_stacked_sections_are_refused_with_what_to_do_instead():
     one = _adata()
     both = anndata.concat({"a": one, "b": one}, label="sample", index_unique="-")
     both.uns["dataset"] = "two"
-    with pytest.raises(InputError, match=r"^two: 36 spot\(s\) share an array position .*scores one section per"):
+    with pytest.raises(
+        InputError, match=r"^two: 36 spot\(s\) share an array position .*library_key= \(--library-key\)"
+    ):
         load_dataset(both)
+
+
+def test_library_key_scores_each_section_as_a_dataset(tmp_path):
+    import anndata
+
+    from spotfill.benchmark._runner import split_sections
+
+    a, b = _adata(seed=1), _adata(seed=2)
+    both = anndata.concat({"a": a, "b": b}, label="sample", index_unique="-")
+    both.uns["dataset"] = "two"
+    path = tmp_path / "two.h5ad"
+    both.write_h5ad(path)
+    kw = {"protocols": ["p2", "p4"], "methods": ["raw", "mean"], "isolate": False, "progress": False}
+    got = run_benchmark(path, library_key="sample", **kw)
+    a.uns["dataset"], b.uns["dataset"] = "two:a", "two:b"
+    ref = run_benchmark([a, b], **kw)
+    keep = ~got["metric"].isin(["seconds", "peak_mb"])
+    assert sorted(set(got["dataset"])) == ["two:a", "two:b"]
+    assert got.loc[keep, "n_spots"].eq(36).all()
+    pd.testing.assert_frame_equal(
+        got[keep].reset_index(drop=True), ref[ref["metric"].isin(got[keep]["metric"])].reset_index(drop=True)
+    )
+    parts = split_sections([both], "sample")
+    assert [p.uns["dataset"]["name"] for p in parts] == ["two:a", "two:b"]
+    np.testing.assert_array_equal(parts[1].X.toarray(), b.X.toarray())
+    with pytest.raises(InputError, match=r"two: library_key='lib' \(--library-key\) is not a column of obs"):
+        split_sections([both], "lib")
+    both.obs["sample"] = both.obs["sample"].cat.add_categories("c")
+    both.obs.iloc[0, both.obs.columns.get_loc("sample")] = None
+    with pytest.raises(InputError, match=r"two: 1 spots have no section in obs\['sample'\]"):
+        split_sections([both], "sample")
+    with pytest.raises(InputError, match="one synthetic section"):
+        split_sections(["synthetic:20x5"], "sample")
 
 
 def test_scale_series_rows(tmp_path):

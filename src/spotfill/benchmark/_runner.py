@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from anndata import AnnData
 
-__all__ = ["COLUMNS", "load_dataset", "make_caller", "run_benchmark"]
+__all__ = ["COLUMNS", "load_dataset", "make_caller", "run_benchmark", "split_sections"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def load_dataset(
         if "share an array position" not in str(err):
             raise
         msg = (
-            f"{name}: {str(err).split(':')[0]}. The benchmark scores one section per dataset and has no "
-            "library_key: write each section to its own file (adata[adata.obs[key] == s].copy()) and pass them all."
+            f"{name}: {str(err).split(':')[0]}. The benchmark scores one section per dataset: if several are "
+            "stacked, name the obs column of sections with library_key= (--library-key) to score each on its own."
         )
         raise InputError(msg) from None
     graph = sp.csr_matrix(shell.obsp["spatial_connectivities"])
@@ -164,6 +164,50 @@ def load_dataset(
         labels = np.asarray(lab.astype(object).where(lab.notna(), None))
     var_names = [str(v) for v in adata.var_names]
     return Dataset(name=name, X=X, coords=coords, graph=graph, labels=labels, var_names=var_names)
+
+
+def split_sections(
+    data: Sequence[str | Path | AnnData],
+    library_key: str,
+    *,
+    read_options: Mapping[str, Any] | None = None,
+) -> list[AnnData]:
+    """Split each dataset into one AnnData per section of ``obs[library_key]`` (for several stacked sections).
+
+    Files are read (with ``read_options``) and split at once; each section is a copy named
+    ``"<dataset>:<section>"`` (``uns['dataset']``), in the order the sections first appear. The
+    benchmark scores every section as a dataset of its own, as the protocols are defined per section.
+    """
+    from anndata import AnnData
+
+    out: list[AnnData] = []
+    for i, item in enumerate(data):
+        name = dataset_name(item, i)
+        if isinstance(item, AnnData):
+            adata = item
+        elif _SYNTHETIC.match(str(item)):
+            msg = f"{name} is one synthetic section: it has no obs[{library_key!r}] to split; leave library_key out."
+            raise InputError(msg)
+        else:
+            from ..io import read
+
+            adata = read(str(item), **(read_options or {}))
+        if library_key not in adata.obs:
+            msg = (
+                f"{name}: library_key={library_key!r} (--library-key) is not a column of obs "
+                f"(columns: {', '.join(map(str, adata.obs.columns)) or 'none'})."
+            )
+            raise InputError(msg)
+        sections = adata.obs[library_key]
+        missing = int(sections.isna().sum())
+        if missing:
+            msg = f"{name}: {missing} spots have no section in obs[{library_key!r}]: fill it in or drop them first."
+            raise InputError(msg)
+        for section in pd.unique(sections.to_numpy()):
+            part = adata[(sections == section).to_numpy()].copy()
+            part.uns["dataset"] = {"name": f"{name}:{section}"}
+            out.append(part)
+    return out
 
 
 # --- calling a method ---------------------------------------------------------------------------
@@ -444,6 +488,7 @@ def run_benchmark(
     overwrite: bool = True,
     read_options: Mapping[str, Any] | None = None,
     layer: str | None = None,
+    library_key: str | None = None,
 ) -> pd.DataFrame:
     """Score methods on datasets with the protocols of ``BENCHMARK.md``.
 
@@ -492,6 +537,10 @@ def run_benchmark(
     layer
         The layer of every dataset that holds the raw counts (default ``X``; scanpy's usual layout
         keeps them in ``layers["counts"]``).
+    library_key
+        Column of ``obs`` naming each spot's section, for datasets holding several stacked sections:
+        each section is scored as a dataset of its own, named ``"<dataset>:<section>"`` (the data are
+        read and split first, see :func:`split_sections`).
 
     Returns
     -------
@@ -573,6 +622,9 @@ def run_benchmark(
         )
     )
 
+    if library_key is not None:  # after the checks of the files named: a failure costs no reading
+        data = split_sections(data, library_key, read_options=read_options)
+        read_options = {}
     rows: list[dict] = []
     jobs = [(i, seed, name) for i in range(len(data)) for seed in seeds for name in methods]
     ds: Dataset | None = None

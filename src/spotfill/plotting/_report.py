@@ -326,6 +326,7 @@ def report(
     overwrite: bool = True,
     read_options: Mapping[str, Any] | None = None,
     layer: str | None = None,
+    library_key: str | None = None,
 ) -> Path:
     """Write the benchmark report: one self-contained HTML file.
 
@@ -354,6 +355,10 @@ def report(
         Options of :func:`spotfill.read` for the ``data`` files (e.g. ``{"coords": "xy.csv"}``).
     layer
         The layer of the ``data`` files that holds the raw counts (default ``X``).
+    library_key
+        Column of ``obs`` naming each spot's section, for ``data`` holding several stacked sections:
+        each section gets its own panels, named ``"<dataset>:<section>"`` as
+        :func:`spotfill.benchmark.run_benchmark` names them with the same ``library_key``.
 
     Returns
     -------
@@ -375,6 +380,11 @@ def report(
     out = check_output_file(
         out, suffixes=(".html", ".htm"), inputs=inputs, what="report", make_folder=True, overwrite=overwrite
     )
+    if library_key is not None and data:
+        from ..benchmark._runner import split_sections
+
+        data = split_sections(data, library_key, read_options=read_options)
+        read_options = {}
     df = _read_results(results)
     summary = summarize(df)
     outcomes = _outcomes(df)
