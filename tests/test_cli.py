@@ -590,3 +590,25 @@ def test_benchmark_and_report_score_stacked_sections_one_by_one(h5ad, tmp_path, 
     assert "Data: two:b (30 spots x 6 genes)" in text
     assert "is not a dataset of the results table" not in text
     capsys.readouterr()
+
+
+def test_impute_refuses_a_disk_too_small_for_the_result_before_fitting(h5ad, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import spotfill.io._write as write_module
+    import spotfill.methods
+
+    adata = ad.read_h5ad(h5ad)
+    room = write_module.h5ad_size(adata) + 2**20 + 100  # room for the input as it is, not for 30 x 6 float32 more
+
+    def usage(path):
+        return shutil._ntuple_diskusage(10 * room, 9 * room, room)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran before the disk was checked")
+
+    monkeypatch.setattr(write_module.shutil, "disk_usage", usage)
+    monkeypatch.setattr(spotfill.methods, "impute", no_fit)
+    out = tmp_path / "out.h5ad"
+    assert "not enough space" in one_line_error(capsys, main(["impute", str(h5ad), str(out), "--method", "mean"]))
+    assert not out.exists()

@@ -58,7 +58,7 @@ def stored_latent(adata: AnnData, key: str) -> str | None:
     if result_slot(adata, key) is None:
         return None
     name = adata.uns[key].get("latent")
-    return name if isinstance(name, str) else None
+    return name if name == latent_key(key) else None  # never trust uns to name another entry to delete
 
 
 def store_result(

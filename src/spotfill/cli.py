@@ -63,7 +63,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def _cmd_impute(args: argparse.Namespace) -> int:
     from .io import read, write
-    from .io._write import check_target
+    from .io._write import check_free_space, check_target
     from .methods import impute
     from .methods._impute import _resolve_default
 
@@ -89,6 +89,9 @@ def _cmd_impute(args: argparse.Namespace) -> int:
     layer = (args.export_layer or key) if table and genes is None else args.export_layer
     n_columns = None if genes is None else len(genes)
     check_target(adata, args.output, overwrite=args.overwrite, layer=layer, n_columns=n_columns)  # before imputing
+    if not table:  # the result's float32 layer (or genes table) must fit on the disk too: refused before the fit
+        n_result = adata.n_obs * (adata.n_vars if genes is None else len(genes))
+        check_free_space(adata, Path(args.output).expanduser(), extra=4 * n_result)
     if layer is not None and layer != key and layer not in adata.layers:
         msg = (
             f"--export-layer {layer!r} is neither a layer of {args.input} ({sorted(adata.layers) or 'none'}) nor the "

@@ -95,6 +95,20 @@ def test_h5ad_size_counts_every_array_as_stored(tmp_path, adata):
     assert size < write_module.h5ad_size(big) + 2**20  # the check's margin covers HDF5's own overhead
 
 
+def test_h5ad_size_counts_strings_lists_and_backed_counts(tmp_path, adata):
+    # lists and object arrays of strings in uns were counted as 0 bytes (a list of 50,000 names: 3.3 MiB)
+    adata.uns["names"] = [f"item{i}" for i in range(50_000)]
+    adata.uns["notes"] = np.array(["x" * 100] * 1_000, dtype=object)
+    size = os.path.getsize(write(adata, tmp_path / "strings.h5ad"))
+    assert size < write_module.h5ad_size(adata) + 2**20
+    assert write_module.h5ad_size(adata) < 2 * size
+    big = spotfill.datasets.synthetic(400, 200, seed=0)
+    write(big, tmp_path / "big.h5ad")
+    backed = ad.read_h5ad(tmp_path / "big.h5ad", backed="r")  # X stays in the file: its arrays count too
+    assert write_module.h5ad_size(backed) == write_module.h5ad_size(big)
+    backed.file.close()
+
+
 def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, adata, monkeypatch):
     target = tmp_path / "out.h5ad"
     target.write_text("old")

@@ -626,6 +626,14 @@ def test_stacked_sections_without_a_graph_warn_for_coordinate_methods():
         impute(doubled, "spatial_knn", n_neighs=4)
 
 
+def test_a_few_repeated_positions_in_one_section_are_not_stacked_sections():
+    one = _adata(0)
+    one.obs["domain"] = pd.Categorical(["a"] * 32 + ["b"] * 32)  # tissue domains, not sections
+    one.obs.iloc[63, :2] = one.obs.iloc[0, :2].to_numpy()  # one repeated position, across the two domains
+    impute(one, "spatial_knn", n_neighs=4)  # filterwarnings=error: advised library_key='domain' before
+    assert one.layers["imputed_spatial_knn"].shape == (64, 12)
+
+
 def test_all_zero_counts_and_a_slash_in_key_added_are_refused(adata):
     with pytest.raises(InputError, match="key_added='a/b' contains '/'"):
         impute(adata, "mean", key_added="a/b")
@@ -723,3 +731,11 @@ def test_a_0_1_mask_is_stored_as_booleans():
     M = as_mask(np.array([[0, 1, 0], [1, 0, 0]], dtype=np.int8), (2, 3))
     assert M.dtype == bool
     np.testing.assert_array_equal(M.toarray(), [[False, True, False], [True, False, False]])
+
+
+def test_a_latent_name_recorded_in_uns_never_deletes_another_entry(adata):
+    impute(adata, "spotfill", key_added="res", n_latent=2, smooth=0, max_iter=10)
+    adata.uns["res"]["latent"] = "spatial"  # edited by hand, or written by something else
+    impute(adata, "mean", key_added="res")
+    assert "spatial" in adata.obsm  # the coordinates stay
+    assert "res_latent" in adata.obsm  # not named by uns any more: left alone, as anything foreign
