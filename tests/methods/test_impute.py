@@ -619,7 +619,7 @@ def test_stacked_sections_without_a_graph_warn_for_coordinate_methods():
         impute(both, "spatial_knn", n_neighs=4)
     assert rec[0].filename == __file__
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", SpotfillWarning)
         impute(both, "spatial_knn", n_neighs=4, library_key="sample", key_added="apart")
         impute(one, "spatial_knn", n_neighs=4)  # one section: no repeated position
         doubled = ad.concat([_adata(0), _adata(0)], index_unique="-")  # repeated positions, but no column of sections
