@@ -739,3 +739,14 @@ def test_a_latent_name_recorded_in_uns_never_deletes_another_entry(adata):
     impute(adata, "mean", key_added="res")
     assert "spatial" in adata.obsm  # the coordinates stay
     assert "res_latent" in adata.obsm  # not named by uns any more: left alone, as anything foreign
+
+
+def test_every_foreign_entry_a_key_would_overwrite_is_named_at_once(adata):
+    adata.layers["res"] = adata.X.copy()
+    adata.varm["res_latent"] = np.ones((adata.n_vars, 2))
+    with pytest.raises(
+        InputError,
+        match=r"would overwrite entries that are not a spotfill result: adata\.layers\['res'\], "
+        r"adata\.varm\['res_latent'\]; choose another key_added \(or delete those entries first\)\.$",
+    ):
+        impute(adata, "spotfill", key_added="res", n_latent=2, smooth=0, max_iter=10)

@@ -276,10 +276,12 @@ def _check_key_added(adata: AnnData, key: str, *, layer: str | None, slot: str, 
         name, own = latent_key(key), stored_latent(adata, key)
         taken += [f"{where}[{name!r}]" for where in ("obsm", "varm") if name in getattr(adata, where) and name != own]
     if taken:
-        msg = (
-            f"key_added={key!r} would overwrite adata.{taken[0]}, which is not a spotfill result; "
-            "choose another key_added (or delete that entry first)."
+        what = (
+            f"adata.{taken[0]}, which is not a spotfill result"
+            if len(taken) == 1
+            else ("entries that are not a spotfill result: " + ", ".join(f"adata.{t}" for t in taken))
         )
+        msg = f"key_added={key!r} would overwrite {what}; choose another key_added (or delete those entries first)."
         raise InputError(msg)
 
 
