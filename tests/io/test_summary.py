@@ -239,3 +239,14 @@ def test_graph_degrees_skip_self_loops_and_stored_zeros(monkeypatch):
     monkeypatch.setattr(spotfill.graph, "spatial_neighbors", fake_neighbors)
     # degrees: only the i -> i-1 edges count: 0 1 1 1 1
     assert summarize(make(HEX))["neighbours per spot (order 1)"] == "min 0, median 1, max 1"
+
+
+def test_stacked_sections_are_named_with_the_column_to_pass():
+    grid = [(r, c) for r in range(4) for c in range(4)]  # 16 positions, each taken by both sections
+    both = ad.concat({"a": make(grid), "b": make(grid)}, label="sample", index_unique="-")
+    out = summarize(both)
+    assert out["sections"] == (
+        "2 stacked in obs['sample'] (they share array positions): name it with library_key= (--library-key)"
+    )
+    assert "share an array position" in out["spatial graph"]  # what impute's default graph says without it
+    assert "sections" not in summarize(make(grid))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -220,3 +220,32 @@ def _sections(adata: AnnData, library_key: str | None) -> np.ndarray | None:
         msg = f"adata.obs[{library_key!r}] has missing values: give every spot a section."
         raise InputError(msg)
     return codes
+
+
+def section_columns(adata: AnnData) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield the categorical ``obs`` columns that could name sections (2-100 groups, none missing), with codes."""
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if isinstance(values.dtype, pd.CategoricalDtype) and 2 <= values.nunique() <= 100:
+            codes = values.cat.codes.to_numpy()
+            if (codes >= 0).all():
+                yield str(column), codes
+
+
+def stacked_sections(adata: AnnData) -> str | None:
+    """Return the ``obs`` column whose groups look like stacked sections by their array positions, else ``None``.
+
+    Sections concatenated with ``anndata.concat`` repeat array positions: many positions (at least
+    10 spots and 1 %) are taken twice overall, but none twice within a group of the column. A few
+    repeated spots within one section (whose categorical columns, e.g. domain labels, may differ)
+    are not sections.
+    """
+    if "array_row" not in adata.obs or "array_col" not in adata.obs:
+        return None
+    pos = adata.obs[["array_row", "array_col"]].reset_index(drop=True)
+    if pos.duplicated(keep=False).sum() < max(10, 0.01 * len(pos)):
+        return None
+    for column, codes in section_columns(adata):
+        if not pos.assign(_section=codes).duplicated().any():
+            return column
+    return None

@@ -55,9 +55,10 @@ def summarize(
     ``spots x genes``, ``zeros`` (fraction of zero entries), ``counts`` (integer or not),
     ``total counts per spot (median)``, ``grid`` (``hexagonal (Visium-like)``, ``square (ST-like)``
     or ``none (generic coordinates)``), ``x range``, ``y range``, ``neighbours per spot (order 1)``
-    (min / median / max), ``spatial graph`` (only when the default graph that :func:`spotfill.impute`
-    would build is refused: the reason, e.g. spots sharing an array position), ``labels``
-    (``obs['label']`` categories with their counts) and ``layers``.
+    (min / median / max), ``sections`` (only when the array positions show several sections stacked in
+    one AnnData: how many, and the ``obs`` column naming them), ``spatial graph`` (only when the
+    default graph that :func:`spotfill.impute` would build is refused: the reason, e.g. spots sharing
+    an array position), ``labels`` (``obs['label']`` categories with their counts) and ``layers``.
     """
     info = adata.uns.get("spotfill_io")
     info = info if isinstance(info, dict) else {}
@@ -91,6 +92,13 @@ def summarize(
 
     lattice = _lattice(adata)
     out["grid"] = _GRID_NAMES[lattice]
+    from ..graph._api import stacked_sections
+
+    if (column := stacked_sections(adata)) is not None:
+        n = adata.obs[column].nunique()
+        out["sections"] = (
+            f"{n} stacked in obs[{column!r}] (they share array positions): name it with library_key= (--library-key)"
+        )
     coords = adata.obsm.get("spatial")
     if coords is not None and len(coords):
         xy = np.asarray(coords, dtype=np.float64)

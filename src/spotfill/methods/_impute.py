@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .._anndata import latent_key, result_slot, store_result, stored_latent
@@ -390,16 +389,6 @@ def stored_library_key(adata: AnnData, connectivity_key: str = "spatial_connecti
     return stored
 
 
-def _section_columns(adata: AnnData) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield the categorical ``obs`` columns that could name sections (2-100 groups, none missing), with codes."""
-    for column in adata.obs.columns:
-        values = adata.obs[column]
-        if isinstance(values.dtype, pd.CategoricalDtype) and 2 <= values.nunique() <= 100:
-            codes = values.cat.codes.to_numpy()
-            if (codes >= 0).all():
-                yield str(column), codes
-
-
 def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
     """Warn when the stored graph has no edge between the groups of a categorical obs column.
 
@@ -414,7 +403,9 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
     G = sp.coo_matrix(adata.obsp[connectivity_key])
     if G.nnz == 0:
         return
-    for column, codes in _section_columns(adata):
+    from ..graph._api import section_columns
+
+    for column, codes in section_columns(adata):
         if not np.any(codes[G.row] != codes[G.col]):
             warn(
                 f"adata.obsp[{connectivity_key!r}] has no edge between the groups of obs[{column!r}]: if these are "
@@ -425,22 +416,16 @@ def _warn_unnamed_sections(adata: AnnData, connectivity_key: str) -> None:
 
 
 def _warn_stacked_sections(adata: AnnData) -> None:
-    """Warn when many array positions repeat overall but none within the groups of a categorical obs column."""
-    if "array_row" not in adata.obs or "array_col" not in adata.obs:
-        return
-    pos = adata.obs[["array_row", "array_col"]].reset_index(drop=True)
-    # stacked sections repeat many positions; a few repeated spots in one section (whose categorical
-    # columns, e.g. domain labels, may happen to differ) are not sections
-    if pos.duplicated(keep=False).sum() < max(10, 0.01 * len(pos)):
-        return
-    for column, codes in _section_columns(adata):
-        if not pos.assign(_section=codes).duplicated().any():
-            warn(
-                f"spots of different groups of obs[{column!r}] share array positions: if these are sections, pass "
-                f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them",
-                stacklevel=5,  # the caller of impute
-            )
-            return
+    """Warn when the array positions show sections stacked without a ``library_key`` (see ``stacked_sections``)."""
+    from ..graph._api import stacked_sections
+
+    column = stacked_sections(adata)
+    if column is not None:
+        warn(
+            f"spots of different groups of obs[{column!r}] share array positions: if these are sections, pass "
+            f"library_key={column!r} (--library-key), or spatial_knn/interpolate will search across them",
+            stacklevel=5,  # the caller of impute
+        )
 
 
 def _gene_indices(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
