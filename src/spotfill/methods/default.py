@@ -176,9 +176,10 @@ try:  # numba ships with scanpy; the scipy/numpy fallback below gives the same n
                 acc += x[p] * np.log(max(scale * lib[i] * s, 1e-6))
             out[i] = acc
 
-    # single-threaded twins for small problems, where starting threads costs more than it saves
-    # (the same code, so the same numbers; with NUMBA_DISABLE_JIT=1 the kernels are plain functions: no options,
-    # no py_func)
+    # single-threaded twins for small problems, where starting threads costs more than it saves (the same
+    # code, but compiled outside a parallel loop LLVM may vectorise it differently: equal up to rounding; which
+    # one runs depends only on the problem's size; with NUMBA_DISABLE_JIT=1 the kernels are plain functions:
+    # no options, no py_func)
     _SERIAL: dict[str, Callable[..., None]] = {
         name: numba.njit(cache=False, fastmath=getattr(kernel, "targetoptions", {}).get("fastmath") or False)(
             getattr(kernel, "py_func", kernel)
@@ -202,8 +203,19 @@ except ImportError:  # pragma: no cover - numba is a scanpy dependency
 
 
 def _kernel(name: str, work: int) -> Callable[..., None]:
-    """Pick the parallel kernel ``name`` for ``work`` >= ``_PARALLEL_MIN_WORK`` operations, else its serial twin."""
-    return (_PARALLEL if work >= _PARALLEL_MIN_WORK else _SERIAL)[name]
+    """Pick the parallel kernel ``name`` for ``work`` >= ``_PARALLEL_MIN_WORK`` operations, else its serial twin.
+
+    Matrices reach the kernel C-contiguous (a copy only for another layout; the fit's arrays already
+    are): each kernel is then compiled for one layout, and numba's on-disk cache of a parallel kernel
+    compiled for several layouts was seen to return, from the second process on, code that rounds one
+    of them differently from a fresh compilation (numba 0.6x).
+    """
+    fn = (_PARALLEL if work >= _PARALLEL_MIN_WORK else _SERIAL)[name]
+
+    def call(*args: Any) -> None:
+        fn(*(np.ascontiguousarray(a) if isinstance(a, np.ndarray) and a.ndim == 2 else a for a in args))
+
+    return call
 
 
 class _Counts:
