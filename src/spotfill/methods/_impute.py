@@ -88,7 +88,8 @@ def impute(
         passed to :func:`spotfill.spatial_neighbors` when the graph is built here, a stored graph
         with edges between sections is refused by graph-based methods, and coordinate-based methods
         (``spatial_knn``, ``interpolate``) search each section separately. Methods that use neither
-        (``mean``, ``median``, ``mode``, ``knn``, the study models) pool all spots. ``None`` takes
+        (``mean``, ``median``, ``mode``, ``knn``, the study models without a spatial loss) pool all
+        spots. ``None`` takes
         the ``library_key`` that :func:`spotfill.spatial_neighbors` recorded for the stored graph,
         if any (squidpy records none: name it; coordinate-based methods warn when the stored graph
         has no edge between the groups of a categorical ``obs`` column).
