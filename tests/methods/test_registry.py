@@ -114,3 +114,12 @@ def test_none_from_the_command_line_is_the_option_none():
     assert make_method("nmf", data_transform=None).data_transform == "none"
     assert make_method("ae", data_transform=None).data_transform == "none"
     assert make_method("interpolate", radius=None).radius is None  # a real None stays None
+
+
+def test_progress_is_offered_to_every_method():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpotfillWarning)
+        assert isinstance(make_method("mean", progress=False), GeneMean)  # no bars: dropped without a word
+    assert make_method("spotfill", progress=False).progress is False  # a method with bars takes it
+    with pytest.raises(InputError, match="GeneMean has no parameter 'progres'"):
+        make_method("mean", progres=False)  # other names are still checked

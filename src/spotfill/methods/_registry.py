@@ -88,7 +88,7 @@ def build_method(name: str, params: dict[str, Any]) -> BaseImputer:
     spec = get_method(name)
     valid = set(spec.cls._param_names())
     kwargs = dict(spec.preset)
-    for key in ("seed", "device"):
+    for key in ("seed", "device", "progress"):  # options every method is offered; those without one ignore it
         if key in params and key not in valid:
             value = params.pop(key)
             if key == "device" and _asks_for_gpu(value):
