@@ -149,13 +149,8 @@ def load_dataset(
     shell.obsm["spatial"] = coords
     try:
         spatial_neighbors(shell)
-    except InputError as err:
-        if "share an array position" not in str(err):
-            raise
-        msg = (
-            f"{name}: {str(err).split(':')[0]}. The benchmark scores one section per dataset: if several are "
-            "stacked, name the obs column of sections with library_key= (--library-key) to score each on its own."
-        )
+    except InputError as err:  # named after the dataset, as the errors of its counts are
+        msg = f"{name}: {err}"
         raise InputError(msg) from None
     graph = sp.csr_matrix(shell.obsp["spatial_connectivities"])
     labels = None

@@ -212,7 +212,7 @@ def _refuse_shared_positions(sorted_keys: np.ndarray, order: np.ndarray, r: np.n
         msg = (
             f"{dup.size} spot(s) share an array position with another spot (e.g. spots {i} and {j} at row "
             f"{r[i]}, col {c[i]}): drop duplicated spots, or name the column of sections when several are stacked: "
-            "library_key= (spotfill impute --library-key)."
+            "library_key= (--library-key)."
         )
         raise InputError(msg)
 

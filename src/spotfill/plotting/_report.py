@@ -15,6 +15,7 @@ import pandas as pd
 from .._errors import InputError
 from .._files import atomic_path, check_output_file
 from .._normalise import per_10k
+from .._validation import MAX_SEED
 from ..benchmark._metrics import direction
 from ._figures import (
     bar_metrics,
@@ -97,7 +98,7 @@ def _read_results(results: str | Path | pd.DataFrame) -> pd.DataFrame:
         df[col] = df[col].astype(str)
     seeds = pd.to_numeric(df["seed"], errors="coerce")
     # seeds are integers >= 0 and < 2**32 (as the benchmark takes them); inf would pass a rounding test
-    wrong = seeds.isna() | (seeds != np.round(seeds)) | ~seeds.between(0, 2**32 - 1)
+    wrong = seeds.isna() | (seeds != np.round(seeds)) | ~seeds.between(0, MAX_SEED)
     if wrong.any():
         bad = df["seed"][wrong].iloc[0]
         msg = f"the results table's seed column must hold whole numbers from 0 to 2**32 - 1, found {str(bad)!r}."
