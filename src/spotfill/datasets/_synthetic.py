@@ -360,7 +360,8 @@ def _sample_counts(
     starts = range(0, n, chunk)
     for start in _progress(starts, enabled=show_progress, desc="synthetic", unit="chunk"):
         stop = min(start + chunk, n)
-        mu = np.empty((stop - start, n_genes), dtype=np.float32)
+        # the rates go straight into the stored truth when there is one (no chunk-sized copy)
+        mu = rate[start:stop] if rate is not None else np.empty((stop - start, n_genes), dtype=np.float32)
         for b0 in range(start, stop, RNG_BLOCK):
             b1 = min(b0 + RNG_BLOCK, stop)
             # one product per block of RNG_BLOCK spots, whatever the chunk: BLAS may round a row differently
@@ -370,8 +371,6 @@ def _sample_counts(
             block *= library[b0:b1, None]
             block_rng = np.random.default_rng(block_seqs[b0 // RNG_BLOCK])
             out.append(b0, b1 - b0, *_sample_nb(block, dispersion, block_rng))
-        if rate is not None:
-            rate[start:stop] = mu
         del mu
     return out.to_csr(), rate
 
